@@ -1,0 +1,67 @@
+"""Flags and bookkeeping shared by the experiment binaries."""
+import os
+import platform
+import shlex
+import sys
+import time
+
+from absl import flags
+from absl import logging
+
+from zskd_tf import io_utils
+
+FLAGS = flags.FLAGS
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+def define_common_flags():
+    flags.DEFINE_string("workdir", None, "Directory for config.json, checkpoints, TensorBoard "
+                        "logs (tb/) and results.json. Rerunning with the same workdir resumes.")
+    flags.DEFINE_string("data_dir", None, "Folder with the data sets in their standard formats "
+                        "(mnist.npz, fashion-mnist/*.gz, cifar-10-batches-py/). Default: "
+                        "$ZSKD_DATA_DIR, else download with keras.datasets.")
+    flags.DEFINE_integer("seed", 0, "Seed for everything; stages derive their own seeds.")
+    flags.mark_flag_as_required("workdir")
+
+
+def command_line():
+    return "python -m " + " ".join(
+        shlex.quote(a) for a in [_module_name(sys.argv[0])] + sys.argv[1:])
+
+
+def _module_name(path):
+    rel = os.path.relpath(os.path.abspath(path), os.getcwd())
+    return rel[:-3].replace(os.sep, ".") if rel.endswith(".py") else rel
+
+
+def flag_values(module_names=None):
+    """The values of the flags defined by the binary (not absl's own), as a dict."""
+    values = {}
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if module.startswith("absl.") or (module_names and module not in module_names):
+            continue
+        for flag in module_flags:
+            values[flag.name] = flag.value
+    return values
+
+
+def write_config(workdir):
+    os.makedirs(workdir, exist_ok=True)
+    config = {"command": command_line(), "flags": flag_values(),
+              "python": platform.python_version(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    io_utils.write_json(os.path.join(workdir, "config.json"), config)
+    logging.info("config written to %s", os.path.join(workdir, "config.json"))
+    return config
+
+
+def write_results(workdir, results):
+    import tensorflow as tf
+    import keras
+    results = {"command": command_line(), **results,
+               "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                            "python": platform.python_version()},
+               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+    path = os.path.join(workdir, "results.json")
+    io_utils.write_json(path, results)
+    logging.info("results written to %s", path)
+    return results

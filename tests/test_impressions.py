@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+
+from zskd_tf import impressions
+from zskd_tf import similarity
+from zskd_tf import targets as targets_lib
+
+
+def _targets(teacher, n, seed=0):
+    _, alpha = similarity.from_model(teacher)
+    return targets_lib.sample(alpha, n, betas=(1.0, 0.1), seed=seed).targets
+
+
+def _teacher_ce(teacher, x, y, temperature=20.0):
+    import tensorflow as tf
+    logits = teacher(x, training=False) / temperature
+    return tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits).numpy()
+
+
+def test_crafting_lowers_loss_and_moves_softmax_toward_targets(tiny_teacher):
+    y = _targets(tiny_teacher, 40)
+    config = impressions.CraftConfig(lr=0.5, batch_size=10, iterations=60)
+    out = impressions.Crafter(tiny_teacher, config).craft(y, range(4), seed=1)
+    x0 = impressions.initial_noise(range(4), 10, (32, 32, 1), seed=1)
+    before = _teacher_ce(tiny_teacher, x0, y)
+    assert out.loss.mean() < before.mean() - 0.05
+    np.testing.assert_allclose(out.loss, _teacher_ce(tiny_teacher, out.images, y), rtol=1e-4)
+    # KL(target || teacher softmax) falls for most images
+    entropy = -(y * np.log(np.clip(y, 1e-12, 1))).sum(1)
+    assert ((out.loss - entropy) < (before - entropy)).mean() > 0.9
+    assert out.soft_labels.shape == (40, 10)
+    np.testing.assert_allclose(out.soft_labels.sum(1), 1.0, atol=1e-5)
+    # minmax: every crafting batch spans exactly [0, 1]
+    blocks = out.images.reshape(4, -1)
+    np.testing.assert_allclose(blocks.min(1), 0.0, atol=1e-6)
+    np.testing.assert_allclose(blocks.max(1), 1.0, atol=1e-6)
+    assert (out.steps == 60).all()
+
+
+@pytest.mark.parametrize("iterations", [3, 30])
+def test_result_does_not_depend_on_parallelism(tiny_teacher, iterations):
+    """Same seeds, 8 batches at once vs 2 at a time vs 1 alone: the same impressions.
+
+    Kernels blocked for different batch sizes round differently (~1e-6); over many steps
+    Adam can amplify that in pixels whose gradient is ~0, so the long run is compared
+    by the teacher's loss and by nearly all pixels.
+    """
+    y = _targets(tiny_teacher, 40, seed=2)
+    config = impressions.CraftConfig(lr=0.3, batch_size=5, iterations=iterations)
+    crafter = impressions.Crafter(tiny_teacher, config)
+    together = crafter.craft(y, range(8), seed=3)
+    pairs = [crafter.craft(y[i:i + 10], range(i // 5, i // 5 + 2), seed=3) for i in range(0, 40, 10)]
+    alone = crafter.craft(y[15:20], [3], seed=3)
+    pair_images = np.concatenate([p.images for p in pairs])
+    pair_loss = np.concatenate([p.loss for p in pairs])
+    if iterations <= 3:
+        np.testing.assert_allclose(together.images, pair_images, atol=1e-5)
+        np.testing.assert_allclose(together.images[15:20], alone.images, atol=1e-5)
+    assert (np.abs(together.images - pair_images) > 1e-4).mean() < 0.05
+    np.testing.assert_allclose(together.loss, pair_loss, atol=2e-3)
+    np.testing.assert_allclose(together.loss[15:20], alone.loss, atol=2e-3)
+    # a different seed gives different images: the comparison above is not vacuous
+    other = crafter.craft(y[15:20], [3], seed=4)
+    assert np.abs(other.images - alone.images).mean() > 0.05
+
+
+@pytest.mark.parametrize("pixel", ["clip", "none"])
+def test_pixel_modes(tiny_teacher, pixel):
+    y = _targets(tiny_teacher, 20)
+    config = impressions.CraftConfig(lr=0.5, batch_size=10, iterations=20, pixel=pixel)
+    out = impressions.Crafter(tiny_teacher, config).craft(y, range(2), seed=0)
+    if pixel == "clip":
+        assert out.images.min() >= 0.0 and out.images.max() <= 1.0
+    else:
+        assert out.images.min() < 0.0 or out.images.max() > 1.0
+
+
+def test_class_impressions_stop_at_their_confidence(tiny_teacher):
+    import tensorflow as tf
+    y = np.eye(10, dtype=np.float32)[np.arange(10) % 10]
+    thresholds = impressions.class_impression_thresholds(10, seed=0)
+    config = impressions.CraftConfig(lr=0.02, batch_size=1, iterations=400, temperature=1.0)
+    out = impressions.Crafter(tiny_teacher, config).craft(y, range(10), seed=0,
+                                                          thresholds=thresholds)
+    conf = tf.nn.softmax(tiny_teacher(out.images, training=False)).numpy()
+    reached = conf[np.arange(10), np.arange(10)]
+    assert (reached >= thresholds).all()
+    assert (out.steps < 400).all() and (out.steps > 0).any()
+    # stopped at the first step that reached the threshold: one step fewer is below it
+    i = int(np.argmax(out.steps))
+    assert out.steps[i] >= 2
+    for its, below in ((int(out.steps[i]) - 1, True), (int(out.steps[i]), False)):
+        cfg = impressions.CraftConfig(lr=0.02, batch_size=1, iterations=its, temperature=1.0)
+        alone = impressions.Crafter(tiny_teacher, cfg).craft(y[i:i + 1], [i], seed=0)
+        conf_i = tf.nn.softmax(tiny_teacher(alone.images, training=False)).numpy()[0, i]
+        assert (conf_i < thresholds[i]) == below
+    np.testing.assert_allclose(alone.images[0], out.images[i], atol=1e-6)
+
+
+def test_thresholds_in_paper_range():
+    t = impressions.class_impression_thresholds(1000, seed=0)
+    assert t.min() >= 0.55 and t.max() <= 0.70
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="pixel"):
+        impressions.CraftConfig(lr=1.0, pixel="tanh")
+    with pytest.raises(ValueError, match="lr"):
+        impressions.CraftConfig(lr=0.0)

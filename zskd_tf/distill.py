@@ -1,0 +1,102 @@
+"""Training students and teachers: cross-entropy on real data, and knowledge distillation."""
+import keras
+from keras import ops
+
+from zskd_tf import data as data_lib
+from zskd_tf import training
+
+
+def compile_classifier(model, lr):
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def evaluate(model, x, y, batch_size=1024):
+    """Test loss and accuracy (%) at temperature 1."""
+    logits = model.predict(x, batch_size=batch_size, verbose=0)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+    accuracy = float((logits.argmax(-1) == y).mean() * 100.0)
+    return {"test_loss": float(loss), "test_accuracy": accuracy}
+
+
+def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=512, seed=0,
+                     eval_every=1, verbose="auto"):
+    """Teacher-CE / Student-CE: Adam on the real training set with cross-entropy.
+
+    The test set is evaluated every ``eval_every`` epochs for the logs only (Keras names
+    it ``val_*``); the reported number is the final epoch's test accuracy.
+    """
+    compile_classifier(model, lr)
+    train = data_lib.make_dataset(dataset.x_train, dataset.y_train, batch_size=batch_size,
+                                  shuffle=True, seed=seed)
+    test = data_lib.make_dataset(dataset.x_test, dataset.y_test, batch_size=1024)
+    summary = training.fit(model, train, epochs=epochs, workdir=workdir, stage=stage,
+                           validation_data=test if eval_every else None,
+                           validation_freq=max(1, eval_every), verbose=verbose)
+    result = evaluate(model, dataset.x_test, dataset.y_test)
+    history = training.read_history(training.stage_paths(workdir, stage)["csv"])
+    monitored = [v for v in history.get("val_accuracy", []) if v == v]
+    if monitored:
+        result["max_test_accuracy_over_epochs_selected_on_test"] = max(monitored) * 100.0
+    return {**result, **summary}
+
+
+def kd_loss(teacher_logits, student_logits, temperature):
+    """tau^2 * CE(softmax(teacher / tau), softmax(student / tau)), averaged over the batch."""
+    t = ops.softmax(teacher_logits / temperature, axis=-1)
+    log_s = ops.log_softmax(student_logits / temperature, axis=-1)
+    return temperature ** 2 * ops.mean(-ops.sum(t * log_s, axis=-1))
+
+
+@keras.saving.register_keras_serializable(package="zskd_tf")
+class Distiller(keras.Model):
+    """Trains ``student`` to match ``teacher`` at ``temperature`` (eq. 4).
+
+    Batches are images alone (Data Impressions) or (images, labels); with labels and
+    ``hard_label_weight`` > 0 the loss adds lambda * CE(labels, student at tau = 1), the
+    Student-KD objective of eq. (1). The teacher labels every batch itself, in inference
+    mode, so augmented images get the teacher's labels for what they are. Calling the
+    distiller runs the student; accuracy metrics are at tau = 1.
+    """
+
+    def __init__(self, student, teacher, temperature=20.0, hard_label_weight=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.temperature = float(temperature)
+        self.hard_label_weight = float(hard_label_weight)
+        self.kd_tracker = keras.metrics.Mean(name="kd_loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        teacher_logits = self.teacher(x, training=False)
+        kd = kd_loss(ops.stop_gradient(teacher_logits), y_pred, self.temperature)
+        self.kd_tracker.update_state(kd)
+        loss = kd
+        if y is not None and self.hard_label_weight > 0:
+            ce = keras.losses.sparse_categorical_crossentropy(y, y_pred, from_logits=True)
+            loss = loss + self.hard_label_weight * ops.mean(ce)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        names = ["loss", "kd_loss"]
+        if y is not None:  # Data Impressions carry no labels: then only losses are tracked
+            self.accuracy_tracker.update_state(y, y_pred)
+            names.append("accuracy")
+        return {m.name: m.result() for m in self.metrics if m.name in names}
+
+    @property
+    def metrics(self):
+        return [*super().metrics, self.kd_tracker, self.accuracy_tracker]
+
+
+def compile_distiller(distiller, lr):
+    distiller.compile(optimizer=keras.optimizers.Adam(lr))
+    return distiller

@@ -1,0 +1,174 @@
+"""Crafting Data Impressions (eq. 3) and Class Impressions, many batches at once.
+
+A paper-sized crafting *batch* (``batch_size`` images) is the unit of the paper's
+optimisation: its loss is the mean cross-entropy over its images and, with
+``pixel="minmax"``, it is renormalised to [0, 1] as one block after each step (what the
+authors' code did). ``Crafter`` stacks many such batches into one tensor and optimises
+them together. The loss it differentiates is the *sum* of the batches' mean losses, and
+normalisation is per batch, so every image follows exactly the trajectory it would follow
+if its batch were crafted alone; initial noise is drawn per batch from the batch's global
+index. An image's result therefore does not depend on how many batches run beside it.
+
+Adam is TF1's ``tf.train.AdamOptimizer`` (beta1 0.9, beta2 0.999, epsilon 1e-8), the
+optimiser of the authors' code, written out so its state lives in plain variables.
+"""
+import dataclasses
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from zskd_tf import paper
+
+PIXEL_MODES = ("minmax", "clip", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class CraftConfig:
+    """How to craft. ``stop_confidence``: for Class Impressions, an image stops once the
+    teacher's softmax (at ``temperature``) on its target class reaches its own threshold."""
+    lr: float
+    batch_size: int = 100
+    iterations: int = 1500
+    temperature: float = paper.TEMPERATURE
+    pixel: str = "minmax"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+
+    def __post_init__(self):
+        if self.pixel not in PIXEL_MODES:
+            raise ValueError(f"pixel must be one of {PIXEL_MODES}, got {self.pixel!r}")
+        for name in ("lr", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("batch_size", "iterations"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass
+class Crafted:
+    images: np.ndarray       # (n, H, W, C) float32
+    soft_labels: np.ndarray  # (n, K) teacher softmax at the crafting temperature
+    loss: np.ndarray         # (n,) final cross-entropy to the target
+    steps: np.ndarray        # (n,) optimisation steps taken (< iterations: stopped early)
+
+
+def initial_noise(batch_indices, batch_size, image_shape, seed):
+    """Uniform [0, 1] noise for the given global batch indices, one stateless draw each."""
+    return tf.concat([
+        tf.random.stateless_uniform((batch_size, *image_shape), seed=[seed, int(i)])
+        for i in batch_indices], axis=0)
+
+
+class Crafter:
+    """Optimises stacks of crafting batches through a fixed teacher in inference mode."""
+
+    def __init__(self, teacher, config, progress_every=100):
+        self.teacher = teacher
+        self.config = config
+        self.progress_every = max(1, int(progress_every))
+        self.image_shape = tuple(teacher.input_shape[1:])
+        self._vars_for = None
+        self._step_fn = tf.function(self._steps)
+
+    def _make_vars(self, n, num_classes):
+        if self._vars_for == (n, num_classes):
+            return
+        shape = (n, *self.image_shape)
+        zeros = lambda s: tf.Variable(tf.zeros(s), trainable=False)  # noqa: E731
+        self.x, self.m, self.v = zeros(shape), zeros(shape), zeros(shape)
+        self.y = zeros((n, num_classes))
+        self.threshold = zeros((n,))
+        self.active = tf.Variable(tf.ones((n,), tf.bool), trainable=False)
+        self.taken = tf.Variable(tf.zeros((n,), tf.int32), trainable=False)
+        self.t = tf.Variable(0.0, trainable=False)
+        self._vars_for = (n, num_classes)
+        self._step_fn = tf.function(self._steps)  # new variables: trace afresh
+
+    def _loss_terms(self, x):
+        logits = self.teacher(x, training=False) / self.config.temperature
+        ce = tf.nn.softmax_cross_entropy_with_logits(labels=self.y, logits=logits)
+        return logits, ce
+
+    def _steps(self, num_steps, use_stop):
+        c = self.config
+        b = c.batch_size
+        flat_size = int(np.prod(self.image_shape)) * b
+        for _ in tf.range(num_steps):
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(self.x)
+                logits, ce = self._loss_terms(self.x)
+                loss = tf.reduce_sum(ce) / b  # sum over batches of each batch's mean
+            grad = tape.gradient(loss, self.x)
+            if use_stop:
+                conf = tf.reduce_sum(tf.nn.softmax(logits) * self.y, axis=-1)
+                self.active.assign(tf.logical_and(self.active, conf < self.threshold))
+            self.t.assign_add(1.0)
+            self.m.assign(c.beta1 * self.m + (1 - c.beta1) * grad)
+            self.v.assign(c.beta2 * self.v + (1 - c.beta2) * tf.square(grad))
+            lr_t = c.lr * tf.sqrt(1 - c.beta2 ** self.t) / (1 - c.beta1 ** self.t)
+            x = self.x - lr_t * self.m / (tf.sqrt(self.v) + c.epsilon)
+            if c.pixel == "minmax":
+                blocks = tf.reshape(x, (-1, flat_size))
+                lo = tf.reduce_min(blocks, axis=1, keepdims=True)
+                hi = tf.reduce_max(blocks, axis=1, keepdims=True)
+                x = tf.reshape((blocks - lo) / tf.maximum(hi - lo, 1e-12), tf.shape(x))
+            elif c.pixel == "clip":
+                x = tf.clip_by_value(x, 0.0, 1.0)
+            if use_stop:
+                keep = tf.reshape(self.active, (-1,) + (1,) * len(self.image_shape))
+                x = tf.where(keep, x, self.x)
+                self.taken.assign_add(tf.cast(self.active, tf.int32))
+            else:
+                self.taken.assign_add(tf.ones_like(self.taken))
+            self.x.assign(x)
+        _, ce = self._loss_terms(self.x)
+        return tf.reduce_mean(ce)
+
+    def craft(self, targets, batch_indices, seed, thresholds=None, log_prefix=""):
+        """Crafts ``len(batch_indices)`` batches for ``targets`` (rows in batch order).
+
+        thresholds: per-image confidence at which an image stops (Class Impressions);
+        with them, ``pixel="minmax"`` should use ``batch_size=1``.
+        """
+        c = self.config
+        targets = np.asarray(targets, np.float32)
+        n = len(targets)
+        if n != len(batch_indices) * c.batch_size:
+            raise ValueError(f"{n} targets for {len(batch_indices)} batches of {c.batch_size}")
+        self._make_vars(n, targets.shape[1])
+        self.x.assign(initial_noise(batch_indices, c.batch_size, self.image_shape, seed))
+        self.m.assign(tf.zeros_like(self.m))
+        self.v.assign(tf.zeros_like(self.v))
+        self.y.assign(targets)
+        self.t.assign(0.0)
+        self.taken.assign(tf.zeros_like(self.taken))
+        self.active.assign(tf.ones_like(self.active))
+        use_stop = thresholds is not None
+        if use_stop:
+            self.threshold.assign(np.asarray(thresholds, np.float32))
+        start, done = time.perf_counter(), 0
+        while done < c.iterations:
+            chunk = min(self.progress_every, c.iterations - done)
+            mean_loss = float(self._step_fn(tf.constant(chunk), use_stop))
+            done += chunk
+            elapsed = time.perf_counter() - start
+            rate = n * done / elapsed
+            logging.info("%scraft step %d/%d  loss %.4f  %.0f image-steps/s  ETA %.0fs",
+                         log_prefix, done, c.iterations, mean_loss, rate,
+                         (c.iterations - done) * n / rate)
+            if use_stop and not bool(tf.reduce_any(self.active)):
+                break
+        logits, ce = self._loss_terms(self.x)
+        return Crafted(images=self.x.numpy().copy(),
+                       soft_labels=tf.nn.softmax(logits).numpy(),
+                       loss=ce.numpy(), steps=self.taken.numpy().copy())
+
+
+def class_impression_thresholds(n, seed, low=paper.CLASS_IMPRESSION_CONFIDENCE[0],
+                                high=paper.CLASS_IMPRESSION_CONFIDENCE[1]):
+    """Per-image stopping confidence drawn uniformly from [low, high]."""
+    return np.random.default_rng(seed).uniform(low, high, size=n).astype(np.float32)

@@ -1,0 +1,112 @@
+"""The paper's settings and reported numbers, as data, in one place.
+
+Sources: Nayak et al., ICML 2019, sections 4.1-4.5, Tables 1-3, 6, 7 and the appendix
+("Details of Hyperparameters Used in ZSKD").
+"""
+import dataclasses
+
+TEMPERATURE = 20.0
+BETAS = (1.0, 0.1)
+DIRICHLET_EPS = 1e-4
+KD_LAMBDA = 0.3
+CLASS_IMPRESSION_CONFIDENCE = (0.55, 0.70)
+BATCH_SIZE = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSetup:
+    """Per data set: models, training set size and the real-data training settings."""
+    teacher: str
+    student: str
+    train_size: int
+    teacher_epochs: int
+    teacher_lr: float
+    student_kd_lr: float
+    student_di_lr: float          # default student LR when crafting from DIs
+    finetune_lr: float            # augmented fine-tuning (appendix: 0.001 everywhere)
+    student_max_epochs: int = 2000
+
+
+SETUPS = {
+    "mnist": DataSetup("lenet5", "lenet5_half", 60000, 200, 1e-3, 1e-2, 1e-2, 1e-3),
+    "fashion_mnist": DataSetup("lenet5", "lenet5_half", 60000, 200, 1e-3, 1e-2, 1e-2, 1e-3),
+    "cifar10": DataSetup("alexnet", "alexnet_half", 50000, 1000, 1e-3, 1e-3, 1e-3, 1e-3),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CraftSetup:
+    """Appendix settings for one transfer-set size: DI crafting batch, iterations, Adam LR,
+    and the student's learning rate when distilling on those DIs."""
+    batch_size: int
+    iterations: int
+    lr: float
+    student_lr: float
+
+
+# (data set, number of DIs) -> settings, copied from the appendix.
+CRAFT = {
+    ("mnist", 600): CraftSetup(10, 1500, 0.1, 1e-2),
+    ("mnist", 3000): CraftSetup(10, 1500, 0.1, 1e-2),
+    ("mnist", 6000): CraftSetup(100, 1500, 1.0, 1e-2),
+    ("mnist", 12000): CraftSetup(100, 1500, 2.0, 1e-2),
+    ("mnist", 24000): CraftSetup(100, 1500, 3.0, 1e-2),
+    ("fashion_mnist", 600): CraftSetup(10, 1500, 3.0, 1e-2),
+    ("fashion_mnist", 3000): CraftSetup(10, 1500, 3.0, 1e-3),
+    ("fashion_mnist", 6000): CraftSetup(100, 1500, 1.0, 1e-4),
+    ("fashion_mnist", 12000): CraftSetup(100, 1500, 1.0, 1e-2),
+    ("fashion_mnist", 24000): CraftSetup(10, 1500, 1.0, 1e-2),
+    ("fashion_mnist", 48000): CraftSetup(100, 1500, 3.0, 1e-2),
+    ("cifar10", 500): CraftSetup(5, 1500, 0.01, 1e-3),
+    ("cifar10", 2500): CraftSetup(25, 1500, 0.01, 1e-3),
+    ("cifar10", 5000): CraftSetup(50, 1500, 0.01, 1e-3),
+    ("cifar10", 10000): CraftSetup(100, 1500, 0.01, 1e-3),
+    ("cifar10", 20000): CraftSetup(100, 1500, 0.01, 1e-3),
+    ("cifar10", 40000): CraftSetup(100, 1500, 0.01, 1e-3),
+}
+
+# Class Impressions: (data set, number of CIs) -> (crafting LR, student LR).
+CLASS_IMPRESSIONS = {
+    ("mnist", 600): (2.0, 1e-2), ("mnist", 3000): (0.01, 1e-2),
+    ("mnist", 6000): (0.1, 1e-2), ("mnist", 12000): (0.01, 1e-2),
+    ("mnist", 24000): (0.1, 1e-3),
+    ("fashion_mnist", 600): (0.01, 1e-3), ("fashion_mnist", 3000): (0.1, 1e-3),
+    ("fashion_mnist", 6000): (2.0, 1e-3), ("fashion_mnist", 12000): (1.0, 1e-3),
+    ("fashion_mnist", 24000): (0.01, 1e-2), ("fashion_mnist", 48000): (0.5, 1e-3),
+    ("cifar10", 500): (0.1, 1e-3), ("cifar10", 2500): (0.1, 1e-2),
+    ("cifar10", 5000): (0.1, 1e-2), ("cifar10", 10000): (2.0, 1e-3),
+    ("cifar10", 20000): (1.0, 1e-3), ("cifar10", 40000): (0.1, 1e-2),
+}
+
+# The transfer-set size each data set's headline ZSKD result uses (Tables 1-3).
+HEADLINE_IMPRESSIONS = {"mnist": 24000, "fashion_mnist": 48000, "cifar10": 40000}
+
+# Reported test accuracies (%), Tables 1-3, 6, 7.
+REPORTED = {
+    "mnist": {"teacher_ce": 99.34, "student_ce": 98.92, "student_kd": 99.25,
+              "zskd": 96.98, "zskd_augmented": 98.77, "zskd_uniform_prior": 95.16},
+    "fashion_mnist": {"teacher_ce": 90.84, "student_ce": 89.43, "student_kd": 89.66,
+                      "zskd": 69.37, "zskd_augmented": 79.62, "zskd_uniform_prior": 56.24},
+    "cifar10": {"teacher_ce": 83.03, "student_ce": 80.04, "student_kd": 80.08,
+                "zskd": 56.80, "zskd_augmented": 69.56, "zskd_uniform_prior": 49.23},
+}
+
+# Third-party reproductions of the MNIST result we know of (test accuracy %, ZSKD).
+THIRD_PARTY_MNIST = {"tf1_reproduction": 97.92, "pytorch_reproduction": 96.98}
+
+# Parameter counts as the paper's text gives them (section 4.1, 4.3).
+REPORTED_PARAMS = {"lenet5": 61706, "lenet5_half": 35820,
+                   "alexnet": 1.65e6, "alexnet_half": 7.23e5}
+
+
+def craft_setup(dataset, num_impressions):
+    """The appendix's crafting settings for a data set and transfer-set size.
+
+    Sizes the appendix does not list take the setting of the nearest listed size.
+    """
+    sizes = sorted(n for d, n in CRAFT if d == dataset)
+    if not sizes:
+        raise ValueError(f"no crafting settings for data set {dataset!r}; "
+                         f"choose one of {sorted({d for d, _ in CRAFT})}")
+    nearest = min(sizes, key=lambda n: (abs(n - num_impressions), n))
+    return CRAFT[(dataset, nearest)]

@@ -1,0 +1,101 @@
+"""Resumable Keras training shared by every stage (teacher, student, distillation).
+
+``fit`` wraps ``keras.Model.fit`` with what every run of this project wants: TensorBoard
+logs, a per-epoch CSV log, epoch wall times, resume from the last finished epoch
+(``BackupAndRestore``) and a final ``.keras`` file written atomically. A stage whose final
+model already exists is not retrained.
+"""
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from zskd_tf import io_utils
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records each epoch's wall time into the logs as ``epoch_seconds``."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+def stage_paths(workdir, stage):
+    return {
+        "model": os.path.join(workdir, f"{stage}.keras"),
+        "summary": os.path.join(workdir, f"{stage}_summary.json"),
+        "backup": os.path.join(workdir, "backup", stage),
+        "csv": os.path.join(workdir, f"{stage}_history.csv"),
+        "tb": os.path.join(workdir, "tb", stage),
+    }
+
+
+def read_history(csv_path):
+    """The CSV log as {column: [values per epoch]} (empty dict if there is none)."""
+    if not os.path.exists(csv_path):
+        return {}
+    with open(csv_path) as f:
+        rows = [line.rstrip("\n").split(",") for line in f if line.strip()]
+    if len(rows) < 2:
+        return {}
+    header, body = rows[0], rows[1:]
+    history = {}
+    for i, key in enumerate(header):
+        values = []
+        for row in body:
+            try:
+                values.append(float(row[i]))
+            except (ValueError, IndexError):
+                values.append(float("nan"))
+        history[key] = values
+    return history
+
+
+def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
+        validation_freq=1, steps_per_epoch=None, verbose="auto", extra_callbacks=()):
+    """Trains a compiled model, resuming an interrupted run; returns a summary dict.
+
+    The summary holds the epochs run, per-epoch wall times and the final logs. If the
+    stage's final model exists already, the model's weights are loaded from it and no
+    training happens (the summary then comes from disk).
+    """
+    paths = stage_paths(workdir, stage)
+    if os.path.exists(paths["model"]) and os.path.exists(paths["summary"]):
+        saved = keras.models.load_model(paths["model"], compile=False)
+        model.set_weights(saved.get_weights())
+        with open(paths["summary"]) as f:
+            summary = json.load(f)
+        summary["reused"] = True
+        return summary
+    os.makedirs(paths["backup"], exist_ok=True)
+    callbacks = [
+        EpochTimer(),
+        keras.callbacks.BackupAndRestore(paths["backup"], delete_checkpoint=False),
+        keras.callbacks.CSVLogger(paths["csv"], append=True),
+        keras.callbacks.TensorBoard(paths["tb"], histogram_freq=0, write_graph=False,
+                                    profile_batch=0),
+        *extra_callbacks,
+    ]
+    start = time.perf_counter()
+    model.fit(train_data, epochs=epochs, validation_data=validation_data,
+              validation_freq=validation_freq, steps_per_epoch=steps_per_epoch,
+              callbacks=callbacks, verbose=verbose)
+    history = read_history(paths["csv"])
+    epoch_seconds = [s for s in history.get("epoch_seconds", []) if np.isfinite(s)]
+    summary = {
+        "epochs": len(history.get("epoch", [])),
+        "seconds_this_run": time.perf_counter() - start,
+        "mean_epoch_seconds": float(np.mean(epoch_seconds)) if epoch_seconds else None,
+        "final_logs": {k: v[-1] for k, v in history.items() if v},
+        "history_csv": os.path.relpath(paths["csv"], workdir),
+        "reused": False,
+    }
+    io_utils.save_model(model, paths["model"])
+    io_utils.write_json(paths["summary"], summary)
+    return summary
