@@ -58,17 +58,20 @@ def read_history(csv_path):
 
 
 def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
-        validation_freq=1, steps_per_epoch=None, verbose="auto", extra_callbacks=()):
+        validation_freq=1, steps_per_epoch=None, verbose="auto", extra_callbacks=(),
+        export=None):
     """Trains a compiled model, resuming an interrupted run; returns a summary dict.
 
-    The summary holds the epochs run, per-epoch wall times and the final logs. If the
-    stage's final model exists already, the model's weights are loaded from it and no
-    training happens (the summary then comes from disk).
+    ``export`` is the model saved as ``WORKDIR/<stage>.keras`` at the end (default: the
+    trained model itself; a distiller exports its student). The summary holds the epochs
+    run, per-epoch wall times and the final logs. If the stage's final model exists
+    already, ``export`` gets its weights and no training happens.
     """
     paths = stage_paths(workdir, stage)
+    export = model if export is None else export
     if os.path.exists(paths["model"]) and os.path.exists(paths["summary"]):
         saved = keras.models.load_model(paths["model"], compile=False)
-        model.set_weights(saved.get_weights())
+        export.set_weights(saved.get_weights())
         with open(paths["summary"]) as f:
             summary = json.load(f)
         summary["reused"] = True
@@ -96,6 +99,6 @@ def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
         "history_csv": os.path.relpath(paths["csv"], workdir),
         "reused": False,
     }
-    io_utils.save_model(model, paths["model"])
+    io_utils.save_model(export, paths["model"])
     io_utils.write_json(paths["summary"], summary)
     return summary

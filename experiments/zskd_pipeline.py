@@ -1,0 +1,151 @@
+"""The one pipeline behind ``mnist_zskd``, ``fmnist_zskd`` and ``cifar10_zskd``.
+
+teacher (``--teacher``, else pretrained/<dataset>_<model>.keras, else trained here)
+-> similarity -> targets -> crafting -> distillation -> augmented fine-tuning -> test.
+Every flag is validated before any work starts.
+"""
+import os
+
+from absl import flags
+from absl import logging
+
+from experiments import common
+from zskd_tf import paper
+
+FLAGS = flags.FLAGS
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _float_list(values):
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    return bool(out) and all(b > 0 and b == b and b != float("inf") for b in out)
+
+
+def define_flags(dataset):
+    """Defines the binary's flags; ``dataset`` sets the defaults."""
+    setup = paper.SETUPS[dataset]
+    flags.DEFINE_list("beta", [str(b) for b in paper.BETAS],
+                      "Dirichlet scaling factors (comma-separated, each > 0); the impressions "
+                      "are split equally between them.")
+    flags.DEFINE_integer("num_impressions", paper.HEADLINE_IMPRESSIONS[dataset],
+                         "Transfer-set size (>= classes x betas).")
+    flags.DEFINE_enum("prior", "class_similarity", ["class_similarity", "uniform"],
+                      "Dirichlet prior: class similarity (the method) or uniform (Table 7).")
+    flags.DEFINE_enum("impressions", "data", ["data", "class"],
+                      "data: Data Impressions (Dirichlet targets); class: Class Impressions "
+                      "(one-hot targets, stop at a confidence drawn from [0.55, 0.70]).")
+    flags.DEFINE_integer("craft_iterations", 1500, "Crafting iterations per impression.")
+    flags.DEFINE_float("craft_lr", None, "Crafting Adam learning rate (default: appendix).")
+    flags.DEFINE_integer("craft_batch_size", None, "Images per crafting batch: the unit of "
+                         "loss averaging and min-max renormalisation (default: appendix).")
+    flags.DEFINE_integer("parallel_batches", 60, "Crafting batches optimised together "
+                         "(one shard); does not change the result, only speed and memory.")
+    flags.DEFINE_enum("pixel", "minmax", ["minmax", "clip", "none"],
+                      "Pixel handling after each crafting step (see docs/REPRODUCTION.md).")
+    flags.DEFINE_float("temperature", paper.TEMPERATURE, "Softmax temperature (crafting, KD).")
+    flags.DEFINE_string("teacher", None, "Teacher .keras file (default: the committed "
+                        "pretrained teacher, else train one).")
+    flags.DEFINE_integer("teacher_epochs", setup.teacher_epochs,
+                         "Epochs if a teacher must be trained here.")
+    flags.DEFINE_integer("student_epochs", 2000, "Distillation epochs (appendix: max 2000).")
+    flags.DEFINE_float("student_lr", None, "Distillation learning rate (default: appendix).")
+    flags.DEFINE_integer("batch_size", paper.BATCH_SIZE, "Distillation batch size.")
+    flags.DEFINE_bool("augment", True, "Fine-tune on a mixture of impressions and augmented "
+                      "impressions after distillation (Table 6).")
+    flags.DEFINE_integer("finetune_epochs", 200, "Augmented fine-tuning epochs.")
+    flags.DEFINE_float("finetune_lr", None, "Augmented fine-tuning LR (appendix: 0.001).")
+    flags.DEFINE_float("augment_prob", 0.5, "Share of impressions augmented per batch.")
+    flags.DEFINE_integer("eval_every", 10, "Log test accuracy every N epochs (monitoring "
+                         "only; 0: never). Reported figures are final-epoch.")
+    common.define_common_flags()
+    flags.register_validator("beta", _float_list,
+                             "--beta must be a non-empty comma-separated list of numbers > 0")
+    for name in ("num_impressions", "craft_iterations", "parallel_batches", "student_epochs",
+                 "batch_size", "teacher_epochs"):
+        flags.register_validator(name, lambda v: v is not None and v >= 1,
+                                 f"--{name} must be >= 1")
+    for name in ("craft_lr", "student_lr", "finetune_lr", "craft_batch_size"):
+        flags.register_validator(name, lambda v: v is None or v > 0, f"--{name} must be > 0")
+    flags.register_validator("temperature", lambda v: v > 0, "--temperature must be > 0")
+    flags.register_validator("finetune_epochs", lambda v: v >= 0,
+                             "--finetune_epochs must be >= 0")
+    flags.register_validator("augment_prob", lambda v: 0 <= v <= 1,
+                             "--augment_prob must be in [0, 1]")
+    flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
+                             "--teacher must name an existing .keras file")
+    flags.register_multi_flags_validator(
+        ["num_impressions", "beta", "impressions"], _enough_impressions,
+        "--num_impressions must be at least classes (10) x number of --beta values")
+
+
+def _enough_impressions(values):
+    if not _float_list(values["beta"]):
+        return True  # reported by the --beta validator
+    betas = len(values["beta"]) if values["impressions"] == "data" else 1
+    return values["num_impressions"] >= 10 * betas
+
+
+def pretrained_path(dataset, model):
+    return os.path.join(REPO, "pretrained", f"{dataset}_{model}.keras")
+
+
+def main(dataset):
+    from zskd_tf import data as data_lib
+    from zskd_tf import distill
+    from zskd_tf import models
+    from zskd_tf import seeding
+    from zskd_tf import zskd
+
+    setup = paper.SETUPS[dataset]
+    workdir = FLAGS.workdir
+    common.write_config(workdir)
+    data = data_lib.load(dataset, FLAGS.data_dir)
+    teacher_path = FLAGS.teacher or pretrained_path(dataset, setup.teacher)
+    if os.path.exists(teacher_path):
+        logging.info("teacher: %s", teacher_path)
+        teacher = models.load(teacher_path)
+        teacher_source = os.path.relpath(teacher_path, REPO) if not FLAGS.teacher \
+            else teacher_path
+    else:
+        logging.info("no pretrained teacher at %s: training one (%d epochs)", teacher_path,
+                     FLAGS.teacher_epochs)
+        seeding.seed_stage(FLAGS.seed, "teacher")
+        teacher = models.get(setup.teacher, input_shape=data.image_shape)
+        distill.train_classifier(teacher, data, workdir=workdir, stage="teacher",
+                                 epochs=FLAGS.teacher_epochs, lr=setup.teacher_lr,
+                                 seed=seeding.derive(FLAGS.seed, "teacher-data"), verbose=2)
+        teacher_source = "trained in workdir"
+    seeding.seed_stage(FLAGS.seed, "student-init")
+    student = models.get(setup.student, input_shape=data.image_shape)
+    config = zskd.Config(
+        num_impressions=FLAGS.num_impressions, betas=tuple(float(b) for b in FLAGS.beta),
+        prior=FLAGS.prior, impressions=FLAGS.impressions, dataset=dataset,
+        craft_iterations=FLAGS.craft_iterations, craft_lr=FLAGS.craft_lr,
+        craft_batch_size=FLAGS.craft_batch_size, parallel_batches=FLAGS.parallel_batches,
+        pixel=FLAGS.pixel, temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
+        student_lr=FLAGS.student_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,
+        finetune_epochs=FLAGS.finetune_epochs, finetune_lr=FLAGS.finetune_lr,
+        augment_prob=FLAGS.augment_prob, eval_every=FLAGS.eval_every, seed=FLAGS.seed)
+    result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test))
+    reported = paper.REPORTED[dataset]
+    summary = {
+        "dataset": dataset, "teacher": teacher_source,
+        "test_accuracy": {
+            "teacher": result["teacher"]["test_accuracy"],
+            "zskd": result["student"]["test_accuracy"],
+            "zskd_augmented": result.get("student_augmented", {}).get("test_accuracy"),
+        },
+        "paper": {"zskd": reported["zskd"], "zskd_augmented": reported["zskd_augmented"],
+                  "teacher_ce": reported["teacher_ce"]},
+        "selection": "final epoch; no model selection on the test set",
+        **result,
+    }
+    common.write_results(workdir, summary)
+    acc = summary["test_accuracy"]
+    logging.info("ZSKD test accuracy %.2f%% (paper %.2f%%); augmented %s (paper %.2f%%)",
+                 acc["zskd"], reported["zskd"],
+                 "-" if acc["zskd_augmented"] is None else f"{acc['zskd_augmented']:.2f}%",
+                 reported["zskd_augmented"])

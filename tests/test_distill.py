@@ -1,0 +1,97 @@
+import keras
+import numpy as np
+import pytest
+
+from conftest import blob_images
+from zskd_tf import data as data_lib
+from zskd_tf import distill
+from zskd_tf import models
+from zskd_tf import training
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_kd_loss_matches_hand_computation():
+    t = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]], np.float32)
+    s = np.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]], np.float32)
+    tau = 4.0
+    p_t, p_s = _softmax(t / tau), _softmax(s / tau)
+    expected = tau ** 2 * np.mean(-(p_t * np.log(p_s)).sum(-1))
+    assert float(distill.kd_loss(t, s, tau)) == pytest.approx(expected, rel=1e-5)
+    # at tau = 1 with one-hot-like teacher it reduces to cross-entropy
+    hard = np.array([[50.0, 0.0, 0.0]], np.float32)
+    assert float(distill.kd_loss(hard, s[:1], 1.0)) == pytest.approx(
+        -np.log(_softmax(s[:1])[0, 0]), rel=1e-4)
+
+
+def test_teacher_trained_few_steps_beats_chance(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = blob_images(1200, seed=1)
+    xt, yt = blob_images(300, seed=2)
+    ds = data_lib.Dataset(x, y, xt, yt, 10, tuple("0123456789"), "blobs")
+    model = models.lenet5()
+    result = distill.train_classifier(model, ds, workdir=str(tmp_path), stage="teacher",
+                                      epochs=2, lr=3e-3, batch_size=64, verbose=0)
+    assert result["test_accuracy"] > 50.0  # chance is 10%
+    assert result["epochs"] == 2 and result["mean_epoch_seconds"] > 0
+    assert (tmp_path / "teacher.keras").exists()
+    assert (tmp_path / "tb" / "teacher").is_dir()
+
+
+def test_distiller_transfers_teacher_knowledge(tiny_teacher, tmp_path):
+    keras.utils.set_random_seed(1)
+    x, _ = blob_images(1024, seed=3)
+    xt, yt = blob_images(300, seed=4)
+    teacher_pred = tiny_teacher.predict(xt, verbose=0).argmax(1)
+    student = models.lenet5_half()
+    before = (student.predict(xt, verbose=0).argmax(1) == teacher_pred).mean()
+    distiller = distill.compile_distiller(distill.Distiller(student, tiny_teacher, 20.0), 1e-2)
+    hist = distiller.fit(data_lib.make_dataset(x, batch_size=64, shuffle=True, seed=0),
+                         epochs=3, verbose=0)
+    after = (student.predict(xt, verbose=0).argmax(1) == teacher_pred).mean()
+    assert hist.history["kd_loss"][-1] < hist.history["kd_loss"][0]
+    assert after > max(0.6, before + 0.3)
+    assert not tiny_teacher.trainable and len(distiller.trainable_weights) == len(
+        student.trainable_weights)
+
+
+def test_hard_label_term_is_added():
+    teacher, student = models.lenet5(), models.lenet5_half()
+    x, y = blob_images(8)
+    y_pred = student(x)
+    d0 = distill.Distiller(student, teacher, 20.0, hard_label_weight=0.0)
+    d1 = distill.Distiller(student, teacher, 20.0, hard_label_weight=0.3)
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, y_pred)
+    l0 = float(d0.compute_loss(x, y, y_pred))
+    l1 = float(d1.compute_loss(x, y, y_pred))
+    assert l1 - l0 == pytest.approx(0.3 * float(ce), rel=1e-4)
+
+
+class _Stop(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_fit_resumes_after_interruption_and_reuses_finished_stage(tmp_path):
+    keras.utils.set_random_seed(2)
+    x, y = blob_images(256)
+    ds = data_lib.make_dataset(x, y, batch_size=64)
+    model = distill.compile_classifier(models.lenet5_half(), 1e-3)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model, ds, epochs=4, workdir=str(tmp_path), stage="s", verbose=0,
+                     extra_callbacks=[_Stop()])
+    model2 = distill.compile_classifier(models.lenet5_half(), 1e-3)
+    summary = training.fit(model2, ds, epochs=4, workdir=str(tmp_path), stage="s", verbose=0)
+    history = training.read_history(str(tmp_path / "s_history.csv"))
+    assert history["epoch"] == [0.0, 1.0, 2.0, 3.0]  # resumed at epoch 2, not from scratch
+    assert summary["epochs"] == 4 and not summary["reused"]
+    model3 = models.lenet5_half()
+    again = training.fit(distill.compile_classifier(model3, 1e-3), ds, epochs=4,
+                         workdir=str(tmp_path), stage="s", verbose=0)
+    assert again["reused"]
+    np.testing.assert_array_equal(model3.predict(x[:4], verbose=0),
+                                  model2.predict(x[:4], verbose=0))

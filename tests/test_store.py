@@ -1,0 +1,89 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from zskd_tf import impressions
+from zskd_tf import similarity
+from zskd_tf import store
+from zskd_tf import targets as targets_lib
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _setup(teacher, n=60):
+    _, alpha = similarity.from_model(teacher)
+    t = targets_lib.sample(alpha, n, betas=(1.0, 0.1), seed=0)
+    return t, impressions.CraftConfig(lr=0.3, batch_size=5, iterations=4)
+
+
+def _craft(directory, teacher, t, config, **kwargs):
+    return store.craft_transfer_set(str(directory), teacher, t, config, seed=11,
+                                    parallel_batches=2, **kwargs)
+
+
+def test_interrupted_run_resumes_to_the_same_set(tiny_teacher, tmp_path):
+    t, config = _setup(tiny_teacher)
+    _craft(tmp_path / "straight", tiny_teacher, t, config)
+
+    def stop_after_two(i, crafted, record):
+        if i == 1:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        _craft(tmp_path / "resumed", tiny_teacher, t, config, on_shard=stop_after_two)
+    manifest = store.read_manifest(tmp_path / "resumed")
+    assert sorted(manifest["shards"]) == ["0", "1"] and not manifest["complete"]
+    with pytest.raises(ValueError, match="unfinished"):
+        store.load(tmp_path / "resumed")
+    # a half-written temporary file from a kill is ignored
+    (tmp_path / "resumed" / ".tmp-abc.npz").write_bytes(b"partial")
+    crafted_again = []
+    _craft(tmp_path / "resumed", tiny_teacher, t, config,
+           on_shard=lambda i, c, r: crafted_again.append(i))
+    assert crafted_again == [2, 3, 4, 5]  # shards 0 and 1 were not redone
+    a, b = store.load(tmp_path / "straight"), store.load(tmp_path / "resumed")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], atol=1e-6, err_msg=key)
+    assert a["images"].shape == (60, 32, 32, 1)
+    np.testing.assert_array_equal(a["classes"], t.classes)
+    np.testing.assert_array_equal(a["targets"], t.targets)
+
+
+def test_resume_with_other_parallelism_keeps_shard_layout(tiny_teacher, tmp_path):
+    t, config = _setup(tiny_teacher, 40)
+    _craft(tmp_path / "a", tiny_teacher, t, config)
+    m = store.craft_transfer_set(str(tmp_path / "a"), tiny_teacher, t, config, seed=11,
+                                 parallel_batches=8)
+    assert m["shard_size"] == 10 and m["complete"]
+
+
+def test_different_settings_are_refused(tiny_teacher, tmp_path):
+    t, config = _setup(tiny_teacher, 20)
+    _craft(tmp_path, tiny_teacher, t, config)
+    other = impressions.CraftConfig(lr=0.1, batch_size=5, iterations=4)
+    with pytest.raises(ValueError, match="craft"):
+        _craft(tmp_path, tiny_teacher, t, other)
+    with pytest.raises(ValueError, match="seed"):
+        store.craft_transfer_set(str(tmp_path), tiny_teacher, t, config, seed=12,
+                                 parallel_batches=2)
+
+
+def test_shard_contents_and_manifest(tiny_teacher, tmp_path):
+    t, config = _setup(tiny_teacher, 20)
+    _craft(tmp_path, tiny_teacher, t, config)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["settings"]["num_impressions"] == 20
+    with np.load(tmp_path / "shard-00001.npz") as shard:
+        assert set(shard.files) == set(store.SHARD_KEYS)
+        np.testing.assert_array_equal(shard["index"], np.arange(10, 20))
+        np.testing.assert_allclose(shard["soft_labels"].sum(1), 1.0, atol=1e-5)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+
+
+def test_batch_size_must_divide(tiny_teacher, tmp_path):
+    t, _ = _setup(tiny_teacher, 20)
+    with pytest.raises(ValueError, match="multiple"):
+        _craft(tmp_path, tiny_teacher, t, impressions.CraftConfig(lr=0.1, batch_size=3))

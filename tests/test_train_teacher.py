@@ -1,0 +1,43 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import blob_images
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("ZSKD_DATA_DIR", None)
+    return subprocess.run([sys.executable, "-m", "experiments.train_teacher", *args], cwd=REPO,
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_binary_trains_evaluates_and_exports(tmp_path):
+    x, y = blob_images(600, size=28, seed=0)
+    xt, yt = blob_images(200, size=28, seed=1)
+    to_u8 = lambda a: (np.clip(a[..., 0], 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    np.savez(tmp_path / "mnist.npz", x_train=to_u8(x), y_train=y.astype(np.uint8),
+             x_test=to_u8(xt), y_test=yt.astype(np.uint8))
+    workdir, export = tmp_path / "run", tmp_path / "out" / "teacher.keras"
+    proc = _run("--dataset=mnist", "--model=lenet5_half", f"--workdir={workdir}",
+                f"--data_dir={tmp_path}", "--epochs=2", "--batch_size=64", "--lr=0.003",
+                f"--export={export}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["command"].startswith("python -m experiments.train_teacher")
+    assert results["epochs"] == 2 and results["model"] == "lenet5_half"
+    assert results["test_accuracy"] > 30.0 and results["paper_test_accuracy"] == 98.92
+    assert export.exists() and (workdir / "config.json").exists()
+
+
+def test_binary_validates_flags(tmp_path):
+    proc = _run(f"--workdir={tmp_path / 'w'}", "--epochs=0")
+    assert proc.returncode != 0 and "--epochs" in proc.stderr
+    proc = _run(f"--workdir={tmp_path / 'w'}", "--dataset=imagenet")
+    assert proc.returncode != 0 and "dataset" in proc.stderr
+    assert not (tmp_path / "w").exists()

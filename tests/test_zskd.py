@@ -1,0 +1,73 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import blob_images
+from zskd_tf import models
+from zskd_tf import zskd
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_run_end_to_end_and_rerun_reuses_everything(tiny_teacher, tmp_path):
+    keras.utils.set_random_seed(0)
+    xt, yt = blob_images(200, seed=9)
+    config = zskd.Config(num_impressions=100, craft_iterations=30, craft_lr=0.5,
+                         craft_batch_size=10, parallel_batches=5, student_epochs=4,
+                         student_lr=1e-2, batch_size=50, finetune_epochs=2, eval_every=2)
+    student = models.lenet5_half()
+    result = zskd.run(tiny_teacher, student, str(tmp_path), config, test=(xt, yt))
+    assert result["crafting"]["num_impressions"] == 100
+    assert result["crafting"]["image_steps_per_second"] > 0
+    assert result["student"]["epochs"] == 4 and result["student_augmented"]["epochs"] == 2
+    for key in ("student", "student_augmented", "teacher"):
+        assert 0 <= result[key]["test_accuracy"] <= 100
+    for name in ("student.keras", "student_augmented.keras", "impressions.png",
+                 "similarity.npy", "zskd.json"):
+        assert (tmp_path / name).exists(), name
+    assert os.listdir(tmp_path / "tb" / "craft")
+    again = zskd.run(tiny_teacher, models.lenet5_half(), str(tmp_path), config, test=(xt, yt))
+    assert again["student"]["reused"] and again["student_augmented"]["reused"]
+    assert again["student_augmented"]["test_accuracy"] == pytest.approx(
+        result["student_augmented"]["test_accuracy"])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("betas", (), "betas"), ("betas", (1.0, -0.1), "betas"), ("impressions", "x", "impressions"),
+    ("num_impressions", 0, "num_impressions"), ("augment_prob", 2.0, "augment_prob"),
+])
+def test_config_validation(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        zskd.Config(**{field: value}).validate()
+
+
+def test_config_defaults_come_from_the_appendix():
+    c = zskd.Config(dataset="mnist", num_impressions=24000).resolved()
+    assert (c.craft_lr, c.craft_batch_size, c.student_lr, c.finetune_lr) == (3.0, 100, 1e-2, 1e-3)
+    c = zskd.Config(dataset="cifar10", num_impressions=40000).resolved()
+    assert (c.craft_lr, c.craft_batch_size, c.student_lr) == (0.01, 100, 1e-3)
+
+
+def _run_binary(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "experiments.mnist_zskd", *args], cwd=REPO,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--beta=1.0,-0.1"], "--beta"), (["--beta=abc"], "--beta"), (["--beta="], "--beta"),
+    (["--num_impressions=15"], "--num_impressions"),
+    (["--teacher=/nonexistent/teacher.keras"], "--teacher"),
+    (["--craft_lr=0"], "--craft_lr"),
+])
+def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
+    workdir = tmp_path / "w"
+    proc = _run_binary(f"--workdir={workdir}", *args)
+    assert proc.returncode != 0
+    assert flag in proc.stderr
+    assert not workdir.exists()  # nothing was started

@@ -1,0 +1,111 @@
+"""Figures (matplotlib, headless) and markdown tables for runs and results."""
+import io
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from zskd_tf import store  # noqa: E402
+
+
+def figure_to_image(fig):
+    """A matplotlib figure as a (1, H, W, 4) uint8 tensor for ``tf.summary.image``."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return tf.image.decode_png(buf.getvalue(), channels=4)[None]
+
+
+def similarity_figure(sim, class_names=None):
+    """Heat map of the class-similarity matrix (the paper's Figure 1)."""
+    k = sim.shape[0]
+    names = class_names or [str(i) for i in range(k)]
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    im = ax.imshow(sim, cmap="viridis")
+    ax.set_xticks(range(k), names, rotation=90)
+    ax.set_yticks(range(k), names)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                    color="w" if sim[i, j] < 0.5 else "k")
+    fig.colorbar(im, ax=ax)
+    ax.set_title("Class similarity (cosine of final-layer columns)")
+    fig.tight_layout()
+    return fig
+
+
+def pick_per_class(classes, per_class):
+    """Indices of ``per_class`` impressions of each class, spread over its range (so both
+    betas of Algorithm 1's class-major, beta-minor order appear)."""
+    picks = []
+    for c in np.unique(classes):
+        idx = np.flatnonzero(classes == c)
+        picks.append(idx[np.linspace(0, len(idx) - 1, min(per_class, len(idx))).astype(int)])
+    return np.concatenate(picks)
+
+
+def impression_grid_figure(images, targets, classes, class_names=None):
+    """One column per class, titled with each sampled target's top-2 confidences
+    (the paper's Figure 4)."""
+    k = targets.shape[1]
+    names = class_names or [str(i) for i in range(k)]
+    per_class = max(int((classes == c).sum()) for c in range(k))
+    fig, axes = plt.subplots(per_class, k, figsize=(1.3 * k, 1.55 * per_class), squeeze=False)
+    for c in range(k):
+        for r, i in enumerate(np.flatnonzero(classes == c)):
+            ax = axes[r, c]
+            img = images[i]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray",
+                      vmin=0, vmax=1)
+            top = np.argsort(targets[i])[::-1][:2]
+            ax.set_title(f"{names[top[0]]}:{targets[i, top[0]]:.2f}\n"
+                         f"{names[top[1]]}:{targets[i, top[1]]:.2f}", fontsize=7)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def save_impression_grid(transfer_dir, path, tb_writer=None, per_class=3, class_names=None):
+    """Writes a grid of a finished transfer set's impressions as PNG (and to TensorBoard)."""
+    picks = set(pick_per_class(np.load(os.path.join(transfer_dir, "targets.npz"))["classes"],
+                               per_class).tolist())
+    images, targets, classes = [], [], []
+    for shard in store.iter_shards(transfer_dir, keys=("images", "targets", "classes",
+                                                         "index")):
+        keep = np.isin(shard["index"], list(picks))
+        images.append(shard["images"][keep])
+        targets.append(shard["targets"][keep])
+        classes.append(shard["classes"][keep])
+    fig = impression_grid_figure(np.concatenate(images), np.concatenate(targets),
+                                 np.concatenate(classes), class_names)
+    fig.savefig(path, dpi=100)
+    if tb_writer is not None:
+        with tb_writer.as_default(step=0):
+            tf.summary.image("impressions_per_class", figure_to_image(fig))
+    else:
+        plt.close(fig)
+    return path
+
+
+def markdown_table(header, rows):
+    """A GitHub markdown table; floats printed with two decimals."""
+    def cell(v):
+        if v is None:
+            return "-"
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def save_similarity_png(sim, path, class_names=None):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig = similarity_figure(sim, class_names)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

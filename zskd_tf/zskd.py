@@ -1,0 +1,212 @@
+"""Zero-Shot Knowledge Distillation end to end (Algorithm 1), as one resumable call.
+
+    from zskd_tf import zskd
+    result = zskd.run(teacher, student, "runs/mine", zskd.Config(num_impressions=24000))
+
+Stages, each reused when a rerun finds it finished in ``workdir``:
+similarity -> targets -> crafting (``transfer_set/``) -> distillation (``student.keras``)
+-> optional augmented fine-tuning (``student_augmented.keras``) -> evaluation.
+"""
+import dataclasses
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from zskd_tf import augment
+from zskd_tf import data as data_lib
+from zskd_tf import distill
+from zskd_tf import impressions
+from zskd_tf import io_utils
+from zskd_tf import paper
+from zskd_tf import report
+from zskd_tf import seeding
+from zskd_tf import similarity
+from zskd_tf import store
+from zskd_tf import targets as targets_lib
+from zskd_tf import training
+
+IMPRESSION_KINDS = ("data", "class")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of one ZSKD run. ``None`` fields take the paper's value for ``dataset``."""
+    num_impressions: int = 24000
+    betas: tuple = paper.BETAS
+    prior: str = "class_similarity"
+    impressions: str = "data"
+    dataset: str = "mnist"          # only selects the appendix defaults
+    craft_iterations: int = 1500
+    craft_lr: float = None
+    craft_batch_size: int = None
+    parallel_batches: int = 60
+    pixel: str = "minmax"
+    temperature: float = paper.TEMPERATURE
+    student_epochs: int = 2000
+    student_lr: float = None
+    batch_size: int = paper.BATCH_SIZE
+    augment: bool = True
+    finetune_epochs: int = 200
+    finetune_lr: float = None
+    augment_prob: float = 0.5
+    eval_every: int = 10
+    seed: int = 0
+
+    def resolved(self):
+        """A copy with every ``None`` replaced by the appendix's setting."""
+        setup = paper.craft_setup(self.dataset, self.num_impressions)
+        if self.impressions == "class":
+            ci_lr, ci_student_lr = paper.CLASS_IMPRESSIONS.get(
+                (self.dataset, self.num_impressions), (setup.lr, setup.student_lr))
+            defaults = {"craft_lr": ci_lr, "craft_batch_size": 1, "student_lr": ci_student_lr}
+        else:
+            defaults = {"craft_lr": setup.lr, "craft_batch_size": setup.batch_size,
+                        "student_lr": setup.student_lr}
+        defaults["finetune_lr"] = paper.SETUPS[self.dataset].finetune_lr
+        return dataclasses.replace(self, **{k: v for k, v in defaults.items()
+                                            if getattr(self, k) is None})
+
+    def validate(self):
+        """Raises ValueError naming the first bad setting."""
+        if self.impressions not in IMPRESSION_KINDS:
+            raise ValueError(f"impressions must be one of {IMPRESSION_KINDS}")
+        if self.prior not in targets_lib.PRIORS:
+            raise ValueError(f"prior must be one of {targets_lib.PRIORS}")
+        if not self.betas or any(not (isinstance(b, (int, float)) and b > 0)
+                                 for b in self.betas):
+            raise ValueError(f"betas must be a non-empty list of numbers > 0, got {self.betas}")
+        for name in ("num_impressions", "craft_iterations", "parallel_batches", "batch_size",
+                     "student_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.finetune_epochs < 0:
+            raise ValueError("finetune_epochs must be >= 0")
+        if not 0 <= self.augment_prob <= 1:
+            raise ValueError("augment_prob must be in [0, 1]")
+        if self.pixel not in impressions.PIXEL_MODES:
+            raise ValueError(f"pixel must be one of {impressions.PIXEL_MODES}")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
+
+
+def craft(teacher, workdir, config, tb_writer=None):
+    """Similarity -> targets -> crafted transfer set in ``workdir/transfer_set``."""
+    config = config.resolved()
+    sim, alpha = similarity.from_model(teacher)
+    np.save(os.path.join(workdir, "similarity.npy"), sim)
+    num_classes = alpha.shape[0]
+    betas = config.betas if config.impressions == "data" else (1.0,)
+    prior = config.prior if config.impressions == "data" else "one_hot"
+    targets = targets_lib.sample(alpha, config.num_impressions, betas=betas, prior=prior,
+                                 seed=seeding.derive(config.seed, "targets"))
+    b = config.craft_batch_size
+    usable = len(targets) - len(targets) % b
+    if usable < len(targets):
+        logging.warning("dropping %d targets to fill whole crafting batches of %d",
+                        len(targets) - usable, b)
+        targets = targets_lib.Targets(targets.targets[:usable], targets.classes[:usable],
+                                      targets.betas[:usable])
+    thresholds = None
+    if config.impressions == "class":
+        thresholds = impressions.class_impression_thresholds(
+            len(targets), seed=seeding.derive(config.seed, "ci-thresholds"))
+    craft_config = impressions.CraftConfig(
+        lr=config.craft_lr, batch_size=b, iterations=config.craft_iterations,
+        temperature=config.temperature, pixel=config.pixel)
+
+    def on_shard(i, crafted, record):
+        if tb_writer is not None:
+            with tb_writer.as_default(step=i):
+                tf.summary.scalar("craft/mean_loss", record["mean_loss"])
+                tf.summary.scalar("craft/image_steps_per_second",
+                                  record["image_steps_per_second"])
+
+    if tb_writer is not None:
+        with tb_writer.as_default(step=0):
+            tf.summary.image("class_similarity", report.figure_to_image(
+                report.similarity_figure(sim)))
+    start = time.perf_counter()
+    manifest = store.craft_transfer_set(
+        os.path.join(workdir, "transfer_set"), teacher, targets, craft_config,
+        seed=seeding.derive(config.seed, "craft-noise"),
+        parallel_batches=config.parallel_batches, thresholds=thresholds,
+        settings={"impressions": config.impressions, "prior": prior,
+                  "betas": list(betas)}, on_shard=on_shard)
+    shards = manifest["shards"].values()
+    craft_seconds = sum(s["seconds"] for s in shards)
+    stats = {"num_impressions": len(targets), "craft_seconds": craft_seconds,
+             "craft_seconds_this_run": time.perf_counter() - start,
+             "image_steps_per_second": sum(s["image_steps_per_second"] * s["seconds"]
+                                           for s in shards) / max(craft_seconds, 1e-9),
+             "mean_final_loss": float(np.average([s["mean_loss"] for s in shards],
+                                                 weights=[s["count"] for s in shards]))}
+    return sim, stats
+
+
+def distill_student(teacher, student, workdir, config, test=None, augmented=False):
+    """Trains ``student`` on the transfer set (stage ``student``), or fine-tunes it on a
+    mixture of impressions and augmented impressions (stage ``student_augmented``)."""
+    config = config.resolved()
+    stage = "student_augmented" if augmented else "student"
+    seed = seeding.seed_stage(config.seed, stage)
+    x = store.load(os.path.join(workdir, "transfer_set"), keys=("images",))["images"]
+    steps = -(-len(x) // config.batch_size)
+    ds = data_lib.make_dataset(x, batch_size=config.batch_size, shuffle=True, seed=seed,
+                               repeat=True)
+    if augmented:
+        ds = ds.enumerate().map(
+            lambda i, batch: augment.augment_batch(
+                batch, tf.stack([tf.constant(seed, tf.int64), i]), prob=config.augment_prob),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    distiller = distill.Distiller(student, teacher, temperature=config.temperature)
+    distill.compile_distiller(distiller, config.finetune_lr if augmented else config.student_lr)
+    distiller(x[:1])  # build before BackupAndRestore restores
+    val = None
+    if test is not None and config.eval_every:
+        val = data_lib.make_dataset(test[0], test[1], batch_size=1024)
+    epochs = config.finetune_epochs if augmented else config.student_epochs
+    return training.fit(distiller, ds, epochs=epochs, workdir=workdir, stage=stage,
+                        validation_data=val, validation_freq=max(1, config.eval_every),
+                        steps_per_epoch=steps, export=student, verbose=2)
+
+
+def run(teacher, student, workdir, config, test=None):
+    """Runs every stage; returns a results dict (also written to ``workdir/zskd.json``).
+
+    test: optional (x_test, y_test) for evaluation. The reported accuracy is the final
+    epoch's; no stage selects anything on the test set.
+    """
+    config.validate()
+    config = config.resolved()
+    os.makedirs(workdir, exist_ok=True)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tb", "craft"))
+    sim, craft_stats = craft(teacher, workdir, config, tb_writer=writer)
+    grid_path = os.path.join(workdir, "impressions.png")
+    report.save_impression_grid(os.path.join(workdir, "transfer_set"), grid_path, writer)
+    writer.flush()
+    results = {"config": dataclasses.asdict(config), "crafting": craft_stats,
+               "student": distill_student(teacher, student, workdir, config, test)}
+    if test is not None:
+        results["student"].update(distill.evaluate(student, *test))
+    if config.augment and config.finetune_epochs > 0:
+        results["student_augmented"] = distill_student(teacher, student, workdir, config, test,
+                                                       augmented=True)
+        if test is not None:
+            results["student_augmented"].update(distill.evaluate(student, *test))
+    if test is not None:
+        results["teacher"] = distill.evaluate(teacher, *test)
+        for key in ("student", "student_augmented"):
+            if key in results:
+                _add_monitoring(results[key], workdir, key)
+    io_utils.write_json(os.path.join(workdir, "zskd.json"), results)
+    return results
+
+
+def _add_monitoring(result, workdir, stage):
+    history = training.read_history(training.stage_paths(workdir, stage)["csv"])
+    monitored = [v for v in history.get("val_accuracy", []) if v == v]
+    if monitored:
+        result["max_test_accuracy_over_epochs_selected_on_test"] = max(monitored) * 100.0
