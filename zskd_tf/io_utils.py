@@ -50,3 +50,10 @@ def _default(obj):
     except ImportError:
         pass
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    replace_atomically(path, write)

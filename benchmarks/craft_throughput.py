@@ -1,0 +1,150 @@
+"""Crafting throughput: a plain eager TensorFlow loop vs ``Crafter`` at several parallelisms.
+
+One image-step is one optimisation step of one image. The eager baseline crafts one
+paper-sized batch (100 images) at a time, the way the loop is usually written; ``Crafter``
+optimises ``parallel`` such batches at once in a compiled loop. Each setting runs in a
+fresh subprocess, so its peak RSS is its own. Teachers are freshly built (weights do not
+change the speed).
+
+    python -m benchmarks.craft_throughput                      # full run (long)
+    python -m benchmarks.craft_throughput --quick              # smoke test
+"""
+import time
+
+import numpy as np
+from absl import app, flags
+
+from benchmarks import common
+
+BATCH = 100  # the paper's crafting batch
+TEMPERATURE = 20.0
+LR = 0.01
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["lenet5", "alexnet"], "Teachers (zskd_tf.models names).")
+flags.DEFINE_list("parallel", ["1", "10", "60"],
+                  f"Batches of {BATCH} images that Crafter optimises at once.")
+flags.DEFINE_integer("steps", 10, "Timed Crafter steps per setting, after a warm-up call.")
+flags.DEFINE_integer("eager_steps", 10, "Timed eager-loop steps, after one warm-up step.")
+flags.DEFINE_float("matmul_gflops", None, "Use this matmul rate instead of measuring it.")
+flags.DEFINE_string("out", "benchmarks/results/craft_throughput.json", "JSON output path.")
+flags.DEFINE_bool("quick", False, "Smoke test. Flags not given explicitly default to "
+                  "--models=lenet5 --parallel=1,2 --steps=2 --eager_steps=2, a short matmul "
+                  "measurement and --out=benchmarks/results/craft_throughput_quick.json.")
+
+QUICK = {"models": ["lenet5"], "parallel": ["1", "2"], "steps": 2, "eager_steps": 2,
+         "out": "benchmarks/results/craft_throughput_quick.json"}
+
+
+def _targets(n, num_classes, seed):
+    """Random soft targets (the speed does not depend on them)."""
+    return np.random.default_rng(seed).dirichlet(np.ones(num_classes), n).astype(np.float32)
+
+
+def eager_rate(model, steps, seed=0):
+    """Image-steps/s of a straightforward eager loop crafting one batch of 100 images."""
+    import keras
+    import tensorflow as tf
+    from zskd_tf import models
+    keras.utils.set_random_seed(seed)
+    teacher = models.get(model)
+    targets = tf.constant(_targets(BATCH, teacher.output_shape[-1], seed))
+    x = tf.Variable(tf.random.uniform((BATCH, *teacher.input_shape[1:])))
+    optimizer = keras.optimizers.Adam(LR)
+
+    def step():
+        with tf.GradientTape() as tape:
+            logits = teacher(x, training=False) / TEMPERATURE
+            loss = tf.reduce_mean(
+                tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))
+        optimizer.apply_gradients([(tape.gradient(loss, x), x)])
+        lo, hi = tf.reduce_min(x), tf.reduce_max(x)
+        x.assign((x - lo) / (hi - lo))
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    float(tf.reduce_sum(x))
+    seconds = time.perf_counter() - start
+    return _result("eager", model, 1, steps, seconds, teacher)
+
+
+def crafter_rate(model, parallel, steps, seed=0):
+    """Image-steps/s of ``Crafter`` optimising ``parallel`` batches of 100 images at once.
+
+    A 1-iteration ``craft`` call builds the variables and traces the step loop; then
+    ``steps`` steps of that compiled loop are timed (no noise drawing or final readout).
+    """
+    import keras
+    import tensorflow as tf
+    from zskd_tf import impressions, models
+    keras.utils.set_random_seed(seed)
+    teacher = models.get(model)
+    crafter = impressions.Crafter(
+        teacher, impressions.CraftConfig(lr=LR, batch_size=BATCH, iterations=1,
+                                         temperature=TEMPERATURE))
+    targets = _targets(parallel * BATCH, teacher.output_shape[-1], seed)
+    start = time.perf_counter()
+    crafter.craft(targets, list(range(parallel)), seed)
+    warmup = time.perf_counter() - start
+    start = time.perf_counter()
+    float(crafter._step_fn(tf.constant(steps), False))  # the loop craft() runs in chunks
+    seconds = time.perf_counter() - start
+    return {**_result("crafter", model, parallel, steps, seconds, teacher),
+            "warmup_seconds": warmup}
+
+
+def _result(method, model, parallel, steps, seconds, teacher):
+    rate = parallel * BATCH * steps / seconds
+    flops = common.flops_per_image_step(teacher)
+    return {"method": method, "model": model, "parallel": parallel,
+            "images": parallel * BATCH, "steps": steps, "seconds": seconds,
+            "image_steps_per_s": rate, "flops_per_image_step": flops,
+            "gflops": rate * flops / 1e9, "peak_rss_mb": common.peak_rss_mb()}
+
+
+def main(argv):
+    del argv
+    opts = {name: FLAGS[name].value for name in QUICK}
+    if FLAGS.quick:
+        opts.update({k: v for k, v in QUICK.items() if not FLAGS[k].present})
+    parallel = [int(p) for p in opts["parallel"]]
+    machine = common.machine_info()
+    matmul = FLAGS.matmul_gflops
+    if matmul is None:
+        size = dict(n=512, seconds=0.5) if FLAGS.quick else dict(n=2048, seconds=3.0)
+        matmul = common.run_isolated("benchmarks.common:matmul_gflops", **size)
+    machine["matmul_gflops"] = matmul
+    machine["matmul_gflops_given"] = FLAGS.matmul_gflops is not None
+
+    results = []
+    for model in opts["models"]:
+        eager = common.run_isolated("benchmarks.craft_throughput:eager_rate",
+                                    model=model, steps=opts["eager_steps"])
+        runs = [eager] + [common.run_isolated("benchmarks.craft_throughput:crafter_rate",
+                                              model=model, parallel=p, steps=opts["steps"])
+                          for p in parallel]
+        for r in runs:
+            r["fraction_of_matmul"] = r["gflops"] / matmul
+            r["speedup_over_eager"] = r["image_steps_per_s"] / eager["image_steps_per_s"]
+        results += runs
+
+    print(f"matmul: {matmul:.1f} GFLOP/s on {machine['cpu_count']} CPUs "
+          f"(load average {machine['load_average_1_5_15min'][0]:.2f})")
+    common.print_table(
+        [(r["model"], r["method"], r["images"], r["image_steps_per_s"], r["gflops"],
+          100 * r["fraction_of_matmul"], r["peak_rss_mb"], r["speedup_over_eager"])
+         for r in results],
+        ("model", "method", "images", "img-steps/s", "GFLOP/s", "% matmul", "RSS MB", "speed-up"))
+    common.write_json(opts["out"], {
+        "benchmark": "craft_throughput", "machine": machine,
+        "settings": {"models": opts["models"], "parallel": parallel, "batch_size": BATCH,
+                     "steps": opts["steps"], "eager_steps": opts["eager_steps"],
+                     "quick": FLAGS.quick},
+        "results": results})
+    print(f"wrote {opts['out']}")
+
+
+if __name__ == "__main__":
+    app.run(main)

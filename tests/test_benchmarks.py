@@ -1,0 +1,51 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import common
+from zskd_tf import models
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_lenet5_flops_match_hand_count():
+    macs = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10
+    model = models.lenet5()
+    assert common.forward_macs(model) == macs
+    assert common.flops_per_image_step(model) == 2 * 2 * macs
+
+
+def test_matmul_gflops_is_positive():
+    assert common.matmul_gflops(n=64, seconds=0.03, repeats=2) > 0
+
+
+def test_print_table_and_write_json(tmp_path, capsys):
+    common.print_table([("a", 1234.5, None), ("bb", 0.5, 3)], ("name", "rate", "n"))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["name", "rate", "n"] and "1,234" in out[2] and "-" in out[2]
+    common.write_json(str(tmp_path / "sub" / "x.json"), {"k": [1, 2]})
+    assert json.loads((tmp_path / "sub" / "x.json").read_text()) == {"k": [1, 2]}
+
+
+def test_craft_throughput_quick_end_to_end(tmp_path):
+    out = tmp_path / "craft.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.craft_throughput", "--quick", "--models=lenet5",
+         "--parallel=1", "--steps=1", "--eager_steps=1", "--matmul_gflops=50", f"--out={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert {"benchmark", "machine", "settings", "results"} <= set(result)
+    assert {"cpu_count", "tensorflow", "matmul_gflops"} <= set(result["machine"])
+    assert result["machine"]["matmul_gflops"] == pytest.approx(50)
+    assert [(r["method"], r["parallel"]) for r in result["results"]] == [
+        ("eager", 1), ("crafter", 1)]
+    for r in result["results"]:
+        assert {"model", "images", "image_steps_per_s", "gflops", "fraction_of_matmul",
+                "peak_rss_mb", "speedup_over_eager", "flops_per_image_step"} <= set(r)
+        assert r["image_steps_per_s"] > 0 and r["peak_rss_mb"] > 0
+    assert "img-steps/s" in proc.stdout
