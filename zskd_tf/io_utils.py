@@ -17,6 +17,9 @@ def replace_atomically(path, write):
     tmp = _tmp_name(path, suffix=os.path.splitext(path)[1])
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -37,7 +40,11 @@ def read_json(path):
 
 
 def save_model(model, path):
-    replace_atomically(path, model.save)
+    """Saves architecture and weights only (no optimiser state), atomically."""
+    import keras
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    replace_atomically(path, clone.save)
 
 
 def _default(obj):

@@ -1,0 +1,48 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from zskd_tf import report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_pick_per_class_spreads_over_each_class():
+    classes = np.repeat(np.arange(3), 10)
+    picks = report.pick_per_class(classes, 3)
+    np.testing.assert_array_equal(picks, [0, 4, 9, 10, 14, 19, 20, 24, 29])
+
+
+def test_figures_render(tmp_path):
+    sim = np.eye(4) * 0.5 + 0.5
+    path = report.save_similarity_png(sim, str(tmp_path / "sim.png"))
+    assert os.path.getsize(path) > 1000
+    images = np.random.default_rng(0).uniform(size=(8, 32, 32, 1)).astype(np.float32)
+    targets = np.eye(4, dtype=np.float32)[[0, 0, 1, 1, 2, 2, 3, 3]]
+    fig = report.impression_grid_figure(images, targets, np.argmax(targets, 1))
+    image = report.figure_to_image(fig)
+    assert image.shape[0] == 1 and image.shape[-1] == 4
+
+
+def test_markdown_table():
+    text = report.markdown_table(["a", "b"], [[1.234, None], ["x", 2]])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1.23 | - |", "| x | 2 |"]
+
+
+def test_summarize_prints_only_what_the_json_says(tmp_path):
+    (tmp_path / "real_data").mkdir()
+    run = {"dataset": "mnist", "model": "lenet5", "test_accuracy": 12.34,
+           "paper_test_accuracy": 99.34, "epochs": 3, "paper_epochs": 200,
+           "mean_epoch_seconds": 1.5, "command": "python -m experiments.train_teacher"}
+    (tmp_path / "real_data" / "mnist_lenet5.json").write_text(json.dumps(run))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.summarize",
+                           f"--results_dir={tmp_path}"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = (tmp_path / "README.md").read_text()
+    assert "| MNIST | lenet5 | Teacher-CE | 12.34 | 99.34 |" in text
+    assert "3 (paper 200)" in text
