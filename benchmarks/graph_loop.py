@@ -17,6 +17,7 @@ from absl import flags
 flags.DEFINE_list("chunks", ["500", "2000", "6000", "20000"], "Images crafted at once.")
 flags.DEFINE_list("threads", ["2:1", "1:1", "2:2"], "intra:inter op thread settings.")
 flags.DEFINE_float("seconds", 10.0, "Timed seconds per chunk size (after a warm-up).")
+flags.DEFINE_string("out", "benchmarks/results/graph_loop.json", "JSON output.")
 FLAGS = flags.FLAGS
 
 
@@ -76,6 +77,10 @@ def main(argv):
         for n, rate in rates.items():
             rows.append((setting, int(n), rate))
             print(f"threads {setting:5s} chunk {int(n):6d}: {rate:9.0f} image-steps/s", flush=True)
+    from benchmarks import common
+    common.write_json(FLAGS.out, {
+        "machine": common.machine_info(), "seconds": FLAGS.seconds,
+        "rows": [{"threads": t, "chunk": n, "image_steps_per_second": r} for t, n, r in rows]})
 
 
 if __name__ == "__main__":
