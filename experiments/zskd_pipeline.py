@@ -58,13 +58,19 @@ def define_flags(dataset):
     flags.DEFINE_integer("finetune_epochs", 200, "Augmented fine-tuning epochs.")
     flags.DEFINE_float("finetune_lr", None, "Augmented fine-tuning LR (appendix: 0.001).")
     flags.DEFINE_float("augment_prob", 0.5, "Share of impressions augmented per batch.")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                      "tf.distribute strategy: one device, this host's devices "
+                      "(MirroredStrategy), or several hosts (MultiWorkerMirroredStrategy, "
+                      "configured by TF_CONFIG). Crafting splits shards across replicas.")
+    flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices "
+                         "(to try --strategy=mirrored without GPUs).")
     flags.DEFINE_integer("eval_every", 10, "Log test accuracy every N epochs (monitoring "
                          "only; 0: never). Reported figures are final-epoch.")
     common.define_common_flags()
     flags.register_validator("beta", _float_list,
                              "--beta must be a non-empty comma-separated list of numbers > 0")
     for name in ("num_impressions", "craft_iterations", "parallel_batches", "student_epochs",
-                 "batch_size", "teacher_epochs"):
+                 "batch_size", "teacher_epochs", "cpu_devices"):
         flags.register_validator(name, lambda v: v is not None and v >= 1,
                                  f"--{name} must be >= 1")
     for name in ("craft_lr", "student_lr", "finetune_lr", "craft_batch_size"):
@@ -94,15 +100,39 @@ def pretrained_path(dataset, model):
 
 def main(dataset):
     from zskd_tf import data as data_lib
-    from zskd_tf import distill
-    from zskd_tf import models
-    from zskd_tf import seeding
+    from zskd_tf import distribute
     from zskd_tf import zskd
 
-    setup = paper.SETUPS[dataset]
+    if FLAGS.cpu_devices > 1:
+        distribute.split_cpu(FLAGS.cpu_devices)
+    strategy = distribute.get_strategy(FLAGS.strategy)
     workdir = FLAGS.workdir
     common.write_config(workdir)
     data = data_lib.load(dataset, FLAGS.data_dir)
+    with strategy.scope():  # models live under the strategy; crafting copies the teacher
+        teacher, teacher_source, student = _models(dataset, data)
+    config = zskd.Config(
+        num_impressions=FLAGS.num_impressions, betas=tuple(float(b) for b in FLAGS.beta),
+        prior=FLAGS.prior, impressions=FLAGS.impressions, dataset=dataset,
+        craft_iterations=FLAGS.craft_iterations, craft_lr=FLAGS.craft_lr,
+        craft_batch_size=FLAGS.craft_batch_size, parallel_batches=FLAGS.parallel_batches,
+        pixel=FLAGS.pixel, temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
+        student_lr=FLAGS.student_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,
+        finetune_epochs=FLAGS.finetune_epochs, finetune_lr=FLAGS.finetune_lr,
+        augment_prob=FLAGS.augment_prob, eval_every=FLAGS.eval_every, seed=FLAGS.seed)
+    result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
+                      strategy=strategy)
+    _report(dataset, teacher_source, result, strategy)
+
+
+def _models(dataset, data):
+    """(teacher, where it came from, freshly initialised student)."""
+    from zskd_tf import distill
+    from zskd_tf import models
+    from zskd_tf import seeding
+
+    setup = paper.SETUPS[dataset]
+    workdir = FLAGS.workdir
     teacher_path = FLAGS.teacher or pretrained_path(dataset, setup.teacher)
     if os.path.exists(teacher_path):
         logging.info("teacher: %s", teacher_path)
@@ -120,16 +150,10 @@ def main(dataset):
         teacher_source = "trained in workdir"
     seeding.seed_stage(FLAGS.seed, "student-init")
     student = models.get(setup.student, input_shape=data.image_shape)
-    config = zskd.Config(
-        num_impressions=FLAGS.num_impressions, betas=tuple(float(b) for b in FLAGS.beta),
-        prior=FLAGS.prior, impressions=FLAGS.impressions, dataset=dataset,
-        craft_iterations=FLAGS.craft_iterations, craft_lr=FLAGS.craft_lr,
-        craft_batch_size=FLAGS.craft_batch_size, parallel_batches=FLAGS.parallel_batches,
-        pixel=FLAGS.pixel, temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
-        student_lr=FLAGS.student_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,
-        finetune_epochs=FLAGS.finetune_epochs, finetune_lr=FLAGS.finetune_lr,
-        augment_prob=FLAGS.augment_prob, eval_every=FLAGS.eval_every, seed=FLAGS.seed)
-    result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test))
+    return teacher, teacher_source, student
+
+
+def _report(dataset, teacher_source, result, strategy):
     reported = paper.REPORTED[dataset]
     summary = {
         "dataset": dataset, "teacher": teacher_source,
@@ -141,9 +165,10 @@ def main(dataset):
         "paper": {"zskd": reported["zskd"], "zskd_augmented": reported["zskd_augmented"],
                   "teacher_ce": reported["teacher_ce"]},
         "selection": "final epoch; no model selection on the test set",
+        "strategy": {"name": FLAGS.strategy, "replicas": strategy.num_replicas_in_sync},
         **result,
     }
-    common.write_results(workdir, summary)
+    common.write_results(FLAGS.workdir, summary)
     acc = summary["test_accuracy"]
     logging.info("ZSKD test accuracy %.2f%% (paper %.2f%%); augmented %s (paper %.2f%%)",
                  acc["zskd"], reported["zskd"],

@@ -1,10 +1,8 @@
-import json
 import os
 import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
 
 from conftest import blob_images

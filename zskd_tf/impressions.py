@@ -12,6 +12,7 @@ index. An image's result therefore does not depend on how many batches run besid
 Adam is TF1's ``tf.train.AdamOptimizer`` (beta1 0.9, beta2 0.999, epsilon 1e-8), the
 optimiser of the authors' code, written out so its state lives in plain variables.
 """
+import contextlib
 import dataclasses
 import time
 
@@ -64,11 +65,16 @@ def initial_noise(batch_indices, batch_size, image_shape, seed):
 
 
 class Crafter:
-    """Optimises stacks of crafting batches through a fixed teacher in inference mode."""
+    """Optimises stacks of crafting batches through a fixed teacher in inference mode.
 
-    def __init__(self, teacher, config, progress_every=100):
+    ``device`` (e.g. "/GPU:1") pins the crafting state and steps to one device; give each
+    device its own teacher copy (see ``store.craft_transfer_set``).
+    """
+
+    def __init__(self, teacher, config, progress_every=100, device=None):
         self.teacher = teacher
         self.config = config
+        self.device = device
         self.progress_every = max(1, int(progress_every))
         self.image_shape = tuple(teacher.input_shape[1:])
         self._vars_for = None
@@ -134,6 +140,11 @@ class Crafter:
         thresholds: per-image confidence at which an image stops (Class Impressions);
         with them, ``pixel="minmax"`` should use ``batch_size=1``.
         """
+        placement = tf.device(self.device) if self.device else contextlib.nullcontext()
+        with placement:
+            return self._craft(targets, batch_indices, seed, thresholds, log_prefix)
+
+    def _craft(self, targets, batch_indices, seed, thresholds, log_prefix):
         c = self.config
         targets = np.asarray(targets, np.float32)
         n = len(targets)

@@ -12,11 +12,15 @@ leaves only finished shards behind; rerunning the same call crafts the missing o
 crafting is invariant to how many batches run together, the resumed set equals the one an
 uninterrupted run makes.
 """
+import concurrent.futures
 import hashlib
 import os
+import threading
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from zskd_tf import impressions as impressions_lib
@@ -51,20 +55,26 @@ def read_manifest(directory):
 
 
 def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_batches=60,
-                       thresholds=None, settings=None, on_shard=None):
+                       thresholds=None, settings=None, on_shard=None, devices=None,
+                       worker=(0, 1), poll_seconds=10.0):
     """Crafts (or finishes crafting) the transfer set for ``targets`` into ``directory``.
 
     targets: a ``targets.Targets``; config: an ``impressions.CraftConfig``;
     parallel_batches: crafting batches optimised together (one shard each round);
     thresholds: per-impression stopping confidences (Class Impressions);
     settings: extra JSON-able settings recorded in, and checked against, the manifest;
-    on_shard: optional callback ``(shard_index, Crafted, record)`` after each new shard.
-    Returns the manifest.
+    on_shard: optional callback ``(shard_index, Crafted, record)`` after each new shard;
+    devices: devices to craft on at once, one shard each (default: TensorFlow's choice);
+    worker: (index, count) when several processes share ``directory`` (one per host):
+    worker i crafts the shards s with s % count == i; worker 0 writes the manifest.
+    Shards do not depend on where or beside what they were crafted, so every split gives
+    the same set. Returns the manifest.
     """
     b = config.batch_size
     n = len(targets)
     if n % b:
         raise ValueError(f"{n} impressions is not a multiple of the crafting batch size {b}")
+    index, count = worker
     recorded = {
         "num_impressions": n, "num_classes": int(targets.targets.shape[1]),
         "image_shape": list(teacher.input_shape[1:]), "seed": int(seed),
@@ -75,25 +85,27 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
     }
     os.makedirs(directory, exist_ok=True)
     manifest = read_manifest(directory)
-    if manifest is None:
+    if manifest is None and index == 0:
         manifest = {"settings": recorded, "shard_size": int(parallel_batches) * b,
                     "shards": {}, "complete": False}
         _save_npz(os.path.join(directory, "targets.npz"), targets=targets.targets,
                   classes=targets.classes, betas=targets.betas)
         io_utils.write_json(os.path.join(directory, MANIFEST), manifest)
-    else:
-        _check_same(manifest["settings"], recorded, directory)
-        if manifest["shard_size"] != parallel_batches * b:
-            logging.info("resuming with the manifest's shard size %d (%d batches) rather than "
-                         "%d batches", manifest["shard_size"], manifest["shard_size"] // b,
-                         parallel_batches)
+    while manifest is None:  # another worker creates it
+        time.sleep(poll_seconds)
+        manifest = read_manifest(directory)
+    _check_same(manifest["settings"], recorded, directory)
+    if manifest["shard_size"] != parallel_batches * b:
+        logging.info("using the manifest's shard size %d (%d batches) rather than %d batches",
+                     manifest["shard_size"], manifest["shard_size"] // b, parallel_batches)
     shard_size = manifest["shard_size"]
     num_shards = -(-n // shard_size)
-    crafter = impressions_lib.Crafter(teacher, config)
-    for i in range(num_shards):
-        if str(i) in manifest["shards"] and os.path.exists(
-                os.path.join(directory, _shard_name(i))):
-            continue
+    todo = [i for i in range(index, num_shards, count)
+            if _shard_record(directory, manifest, i) is None]
+    devices = list(devices or [None])
+    lock = threading.Lock()
+
+    def craft_shard(i, crafter):
         lo, hi = i * shard_size, min(n, (i + 1) * shard_size)
         start = time.perf_counter()
         crafted = crafter.craft(
@@ -108,14 +120,71 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
         record = {"file": _shard_name(i), "count": hi - lo, "seconds": seconds,
                   "mean_loss": float(crafted.loss.mean()),
                   "image_steps_per_second": float(crafted.steps.sum() / seconds)}
-        manifest["shards"][str(i)] = record
+        io_utils.write_json(os.path.join(directory, _record_name(i)), record)
+        with lock:
+            if index == 0:
+                manifest["shards"][str(i)] = record
+                io_utils.write_json(os.path.join(directory, MANIFEST), manifest)
+            logging.info("shard %d/%d written: %d impressions, mean loss %.4f, %.0fs",
+                         i + 1, num_shards, hi - lo, record["mean_loss"], seconds)
+            if on_shard is not None:
+                on_shard(i, crafted, record)
+
+    crafters = [impressions_lib.Crafter(_teacher_on(teacher, d), config, device=d)
+                for d in devices]
+    if len(crafters) == 1:
+        for i in todo:
+            craft_shard(i, crafters[0])
+    else:
+        with concurrent.futures.ThreadPoolExecutor(len(crafters)) as pool:
+            for r in range(0, len(todo), len(crafters)):
+                futures = [pool.submit(craft_shard, i, c)
+                           for i, c in zip(todo[r:r + len(crafters)], crafters)]
+                for f in futures:
+                    f.result()
+    return _finish(directory, manifest, num_shards, index, poll_seconds)
+
+
+def _teacher_on(teacher, device):
+    """The teacher itself, or a copy whose weights live on ``device``."""
+    if device is None:
+        return teacher
+    with tf.device(device):
+        copy = keras.models.clone_model(teacher)
+        copy.set_weights(teacher.get_weights())
+    return copy
+
+
+def _record_name(i):
+    return f"shard-{i:05d}.json"
+
+
+def _shard_record(directory, manifest, i):
+    """The record of finished shard ``i``, or None."""
+    if not os.path.exists(os.path.join(directory, _shard_name(i))):
+        return None
+    if str(i) in manifest["shards"]:
+        return manifest["shards"][str(i)]
+    path = os.path.join(directory, _record_name(i))
+    return io_utils.read_json(path) if os.path.exists(path) else None
+
+
+def _finish(directory, manifest, num_shards, index, poll_seconds):
+    """Waits for every worker's shards; worker 0 then marks the manifest complete."""
+    while True:
+        records = {i: _shard_record(directory, manifest, i) for i in range(num_shards)}
+        missing = [i for i, r in records.items() if r is None]
+        if not missing:
+            break
+        logging.info("waiting for %d shards from other workers", len(missing))
+        time.sleep(poll_seconds)
+    if index == 0:
+        manifest["shards"] = {str(i): r for i, r in records.items()}
+        manifest["complete"] = True
         io_utils.write_json(os.path.join(directory, MANIFEST), manifest)
-        logging.info("shard %d/%d written: %d impressions, mean loss %.4f, %.0fs",
-                     i + 1, num_shards, hi - lo, record["mean_loss"], seconds)
-        if on_shard is not None:
-            on_shard(i, crafted, record)
-    manifest["complete"] = True
-    io_utils.write_json(os.path.join(directory, MANIFEST), manifest)
+    while not manifest.get("complete"):
+        time.sleep(poll_seconds)
+        manifest = read_manifest(directory)
     return manifest
 
 

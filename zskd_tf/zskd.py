@@ -18,6 +18,7 @@ from absl import logging
 from zskd_tf import augment
 from zskd_tf import data as data_lib
 from zskd_tf import distill
+from zskd_tf import distribute
 from zskd_tf import impressions
 from zskd_tf import io_utils
 from zskd_tf import paper
@@ -92,12 +93,15 @@ class Config:
             raise ValueError("temperature must be > 0")
 
 
-def craft(teacher, workdir, config, tb_writer=None):
-    """Similarity -> targets -> crafted transfer set in ``workdir/transfer_set``."""
+def craft(teacher, workdir, config, tb_writer=None, strategy=None):
+    """Similarity -> targets -> crafted transfer set in ``workdir/transfer_set``.
+
+    Under a ``strategy`` with several local replicas, each replica crafts whole shards;
+    under ``TF_CONFIG`` each host crafts its share of the shards (``zskd_tf.distribute``).
+    """
     config = config.resolved()
     sim, alpha = similarity.from_model(teacher)
     np.save(os.path.join(workdir, "similarity.npy"), sim)
-    num_classes = alpha.shape[0]
     betas = config.betas if config.impressions == "data" else (1.0,)
     prior = config.prior if config.impressions == "data" else "one_hot"
     targets = targets_lib.sample(alpha, config.num_impressions, betas=betas, prior=prior,
@@ -134,7 +138,9 @@ def craft(teacher, workdir, config, tb_writer=None):
         seed=seeding.derive(config.seed, "craft-noise"),
         parallel_batches=config.parallel_batches, thresholds=thresholds,
         settings={"impressions": config.impressions, "prior": prior,
-                  "betas": list(betas)}, on_shard=on_shard)
+                  "betas": list(betas)}, on_shard=on_shard,
+        devices=distribute.crafting_devices(strategy) if strategy else None,
+        worker=distribute.worker())
     shards = manifest["shards"].values()
     craft_seconds = sum(s["seconds"] for s in shards)
     stats = {"num_impressions": len(targets), "craft_seconds": craft_seconds,
@@ -146,9 +152,12 @@ def craft(teacher, workdir, config, tb_writer=None):
     return sim, stats
 
 
-def distill_student(teacher, student, workdir, config, test=None, augmented=False):
+def distill_student(teacher, student, workdir, config, test=None, augmented=False,
+                    strategy=None):
     """Trains ``student`` on the transfer set (stage ``student``), or fine-tunes it on a
-    mixture of impressions and augmented impressions (stage ``student_augmented``)."""
+    mixture of impressions and augmented impressions (stage ``student_augmented``).
+
+    With a ``strategy``, teacher and student must have been built under its scope."""
     config = config.resolved()
     stage = "student_augmented" if augmented else "student"
     seed = seeding.seed_stage(config.seed, stage)
@@ -161,9 +170,11 @@ def distill_student(teacher, student, workdir, config, test=None, augmented=Fals
             lambda i, batch: augment.augment_batch(
                 batch, tf.stack([tf.constant(seed, tf.int64), i]), prob=config.augment_prob),
             num_parallel_calls=tf.data.AUTOTUNE)
-    distiller = distill.Distiller(student, teacher, temperature=config.temperature)
-    distill.compile_distiller(distiller, config.finetune_lr if augmented else config.student_lr)
-    distiller(x[:1])  # build before BackupAndRestore restores
+    with (strategy or tf.distribute.get_strategy()).scope():
+        distiller = distill.Distiller(student, teacher, temperature=config.temperature)
+        distill.compile_distiller(distiller,
+                                  config.finetune_lr if augmented else config.student_lr)
+        distiller(x[:1])  # build before BackupAndRestore restores
     val = None
     if test is not None and config.eval_every:
         val = data_lib.make_dataset(test[0], test[1], batch_size=1024)
@@ -173,27 +184,29 @@ def distill_student(teacher, student, workdir, config, test=None, augmented=Fals
                         steps_per_epoch=steps, export=student, verbose=2)
 
 
-def run(teacher, student, workdir, config, test=None):
+def run(teacher, student, workdir, config, test=None, strategy=None):
     """Runs every stage; returns a results dict (also written to ``workdir/zskd.json``).
 
     test: optional (x_test, y_test) for evaluation. The reported accuracy is the final
-    epoch's; no stage selects anything on the test set.
+    epoch's; no stage selects anything on the test set. strategy: an optional
+    ``tf.distribute`` strategy under whose scope teacher and student were built.
     """
     config.validate()
     config = config.resolved()
     os.makedirs(workdir, exist_ok=True)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tb", "craft"))
-    sim, craft_stats = craft(teacher, workdir, config, tb_writer=writer)
+    sim, craft_stats = craft(teacher, workdir, config, tb_writer=writer, strategy=strategy)
     grid_path = os.path.join(workdir, "impressions.png")
     report.save_impression_grid(os.path.join(workdir, "transfer_set"), grid_path, writer)
     writer.flush()
     results = {"config": dataclasses.asdict(config), "crafting": craft_stats,
-               "student": distill_student(teacher, student, workdir, config, test)}
+               "student": distill_student(teacher, student, workdir, config, test,
+                                          strategy=strategy)}
     if test is not None:
         results["student"].update(distill.evaluate(student, *test))
     if config.augment and config.finetune_epochs > 0:
         results["student_augmented"] = distill_student(teacher, student, workdir, config, test,
-                                                       augmented=True)
+                                                       augmented=True, strategy=strategy)
         if test is not None:
             results["student_augmented"].update(distill.evaluate(student, *test))
     if test is not None:
