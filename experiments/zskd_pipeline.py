@@ -4,6 +4,7 @@ teacher (``--teacher``, else pretrained/<dataset>_<model>.keras, else trained he
 -> similarity -> targets -> crafting -> distillation -> augmented fine-tuning -> test.
 Every flag is validated before any work starts.
 """
+import contextlib
 import os
 
 from absl import flags
@@ -109,7 +110,10 @@ def main(dataset):
     workdir = FLAGS.workdir
     common.write_config(workdir)
     data = data_lib.load(dataset, FLAGS.data_dir)
-    with strategy.scope():  # models live under the strategy; crafting copies the teacher
+    # Models live under the strategy (crafting copies the teacher per device); with
+    # several hosts only crafting is shared and the chief distils alone, outside it.
+    scope = contextlib.nullcontext() if FLAGS.strategy == "multi_worker" else strategy.scope()
+    with scope:
         teacher, teacher_source, student = _models(dataset, data)
     config = zskd.Config(
         num_impressions=FLAGS.num_impressions, betas=tuple(float(b) for b in FLAGS.beta),
@@ -122,7 +126,8 @@ def main(dataset):
         augment_prob=FLAGS.augment_prob, eval_every=FLAGS.eval_every, seed=FLAGS.seed)
     result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
                       strategy=strategy)
-    _report(dataset, teacher_source, result, strategy)
+    if "student" in result:  # a non-chief host only crafts
+        _report(dataset, teacher_source, result, strategy)
 
 
 def _models(dataset, data):

@@ -196,6 +196,16 @@ def run(teacher, student, workdir, config, test=None, strategy=None):
     os.makedirs(workdir, exist_ok=True)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tb", "craft"))
     sim, craft_stats = craft(teacher, workdir, config, tb_writer=writer, strategy=strategy)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Several-host distillation would have every host write the same stage files:
+        # the hosts share crafting, then the chief distills alone.
+        if distribute.worker()[0] != 0:
+            logging.info("crafting finished; the chief host distils")
+            return {"config": dataclasses.asdict(config), "crafting": craft_stats}
+        logging.warning("distilling on the chief host only (several-host distillation is "
+                        "not supported); teacher and student must not live under the "
+                        "multi-worker scope")
+        strategy = None
     grid_path = os.path.join(workdir, "impressions.png")
     report.save_impression_grid(os.path.join(workdir, "transfer_set"), grid_path, writer)
     writer.flush()
