@@ -41,3 +41,23 @@ def test_binary_validates_flags(tmp_path):
     proc = _run(f"--workdir={tmp_path / 'w'}", "--dataset=imagenet")
     assert proc.returncode != 0 and "dataset" in proc.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_student_kd_binary(tmp_path, tiny_teacher):
+    x, y = blob_images(300, size=28, seed=0)
+    xt, yt = blob_images(100, size=28, seed=1)
+    to_u8 = lambda a: (np.clip(a[..., 0], 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    np.savez(tmp_path / "mnist.npz", x_train=to_u8(x), y_train=y.astype(np.uint8),
+             x_test=to_u8(xt), y_test=yt.astype(np.uint8))
+    teacher = tmp_path / "teacher.keras"
+    tiny_teacher.save(teacher)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.student_kd", f"--workdir={tmp_path / 'kd'}",
+         f"--data_dir={tmp_path}", f"--teacher={teacher}", "--epochs=2", "--batch_size=64"],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "kd" / "results.json").read_text())
+    assert results["row"] == "student_kd" and results["paper_test_accuracy"] == 99.25
+    assert results["epochs"] == 2 and 0 <= results["test_accuracy"] <= 100
+    assert (tmp_path / "kd" / "student_kd.keras").exists()

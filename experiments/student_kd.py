@@ -1,0 +1,74 @@
+r"""Student-KD: the student distilled from the teacher on the real training data (eq. 1).
+
+    python -m experiments.student_kd --dataset=mnist --workdir=runs/student_kd_mnist
+
+Loss: tau^2 * CE(teacher soft labels, student) at tau = 20 plus lambda * CE(labels,
+student), lambda = 0.3 (appendix). The teacher is ``--teacher`` or the committed
+pretrained one. Writes config.json, tb/student_kd/, student_kd.keras and results.json.
+"""
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from experiments import common
+from experiments import zskd_pipeline
+from zskd_tf import paper
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("dataset", "mnist", common.DATASETS, "Data set.")
+flags.DEFINE_string("teacher", None, "Teacher .keras (default: pretrained/<dataset>_<teacher>).")
+flags.DEFINE_integer("epochs", 200, "Epochs (appendix: 200; CIFAR-10 1000).")
+flags.DEFINE_float("lr", None, "Adam learning rate (default: appendix, 0.01 / CIFAR-10 0.001).")
+flags.DEFINE_float("kd_lambda", paper.KD_LAMBDA, "Weight of the hard-label cross-entropy.")
+flags.DEFINE_float("temperature", paper.TEMPERATURE, "Distillation temperature.")
+flags.DEFINE_integer("batch_size", paper.BATCH_SIZE, "Batch size.")
+flags.DEFINE_integer("eval_every", 1, "Log test accuracy every N epochs (monitoring only).")
+common.define_common_flags()
+flags.register_validator("epochs", lambda v: v > 0, "--epochs must be > 0")
+flags.register_validator("lr", lambda v: v is None or v > 0, "--lr must be > 0")
+flags.register_validator("kd_lambda", lambda v: v >= 0, "--kd_lambda must be >= 0")
+flags.register_validator("temperature", lambda v: v > 0, "--temperature must be > 0")
+flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
+                         "--teacher must name an existing .keras file")
+
+
+def main(argv):
+    del argv
+    from zskd_tf import data as data_lib
+    from zskd_tf import distill
+    from zskd_tf import models
+    from zskd_tf import seeding
+    from zskd_tf import training
+
+    setup = paper.SETUPS[FLAGS.dataset]
+    teacher_path = FLAGS.teacher or zskd_pipeline.pretrained_path(FLAGS.dataset, setup.teacher)
+    if not os.path.isfile(teacher_path):
+        raise app.UsageError(f"no teacher at {teacher_path}: pass --teacher")
+    common.write_config(FLAGS.workdir)
+    data = data_lib.load(FLAGS.dataset, FLAGS.data_dir)
+    teacher = models.load(teacher_path)
+    seed = seeding.seed_stage(FLAGS.seed, "student_kd")
+    student = models.get(setup.student, input_shape=data.image_shape)
+    distiller = distill.Distiller(student, teacher, FLAGS.temperature, FLAGS.kd_lambda)
+    distill.compile_distiller(distiller, FLAGS.lr or setup.student_kd_lr)
+    distiller(data.x_train[:1])
+    train = data_lib.make_dataset(data.x_train, data.y_train, batch_size=FLAGS.batch_size,
+                                  shuffle=True, seed=seed)
+    test = data_lib.make_dataset(data.x_test, data.y_test, batch_size=1024)
+    summary = training.fit(distiller, train, epochs=FLAGS.epochs, workdir=FLAGS.workdir,
+                           stage="student_kd", validation_data=test if FLAGS.eval_every else None,
+                           validation_freq=max(1, FLAGS.eval_every), export=student, verbose=2)
+    result = distill.evaluate(student, data.x_test, data.y_test)
+    common.write_results(FLAGS.workdir, {
+        "dataset": FLAGS.dataset, "model": setup.student, "teacher": teacher_path,
+        "row": "student_kd", "epochs": FLAGS.epochs, "paper_epochs": setup.teacher_epochs,
+        "paper_test_accuracy": paper.REPORTED[FLAGS.dataset]["student_kd"],
+        **result, **summary})
+    logging.info("Student-KD final-epoch test accuracy %.2f%% (paper %.2f%%)",
+                 result["test_accuracy"], paper.REPORTED[FLAGS.dataset]["student_kd"])
+
+
+if __name__ == "__main__":
+    app.run(main)
