@@ -81,6 +81,12 @@ def test_workers_split_shards_and_give_the_same_set(tiny_teacher, tmp_path):
         np.testing.assert_allclose(a[key], b[key], atol=1e-5, err_msg=key)
 
 
+def test_default_strategy_crafts_on_the_default_device():
+    import tensorflow as tf
+    assert distribute.crafting_devices(tf.distribute.get_strategy()) is None
+    assert distribute.crafting_devices(distribute.get_strategy("default")) is None
+
+
 def test_worker_from_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert distribute.worker() == (0, 1)

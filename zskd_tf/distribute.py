@@ -41,7 +41,10 @@ def get_strategy(name):
 
 def crafting_devices(strategy):
     """The devices this host crafts on: the strategy's local replicas."""
-    devices = list(getattr(strategy.extended, "worker_devices", ()) or ())
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except (AttributeError, RuntimeError):  # the default strategy has no device list
+        return None
     return devices if len(devices) > 1 else None
 
 
