@@ -1,8 +1,10 @@
+import json
 import os
 import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 from conftest import blob_images
@@ -69,3 +71,24 @@ def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
     assert proc.returncode != 0
     assert flag in proc.stderr
     assert not workdir.exists()  # nothing was started
+
+
+def test_binary_runs_end_to_end(tmp_path, tiny_teacher):
+    xt, yt = blob_images(100, size=28, seed=3)
+    to_u8 = lambda a: (np.clip(a[..., 0], 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    np.savez(tmp_path / "mnist.npz", x_train=to_u8(xt), y_train=yt.astype(np.uint8),
+             x_test=to_u8(xt), y_test=yt.astype(np.uint8))
+    teacher = tmp_path / "teacher.keras"
+    tiny_teacher.save(teacher)
+    workdir = tmp_path / "w"
+    proc = _run_binary(f"--workdir={workdir}", f"--data_dir={tmp_path}", f"--teacher={teacher}",
+                       "--num_impressions=40", "--craft_iterations=5", "--craft_batch_size=10",
+                       "--parallel_batches=2", "--student_epochs=2", "--finetune_epochs=1",
+                       "--batch_size=20", "--eval_every=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["command"].startswith("python -m experiments.mnist_zskd")
+    assert set(results["test_accuracy"]) == {"teacher", "zskd", "zskd_augmented"}
+    assert results["config"]["num_impressions"] == 40 and results["strategy"]["replicas"] == 1
+    for name in ("config.json", "impressions.png", "student.keras", "student_augmented.keras"):
+        assert (workdir / name).exists(), name
