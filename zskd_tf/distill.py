@@ -37,10 +37,8 @@ def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=5
                            validation_data=test if eval_every else None,
                            validation_freq=max(1, eval_every), verbose=verbose)
     result = evaluate(model, dataset.x_test, dataset.y_test)
-    history = training.read_history(training.stage_paths(workdir, stage)["csv"])
-    monitored = [v for v in history.get("val_accuracy", []) if v == v]
-    if monitored:
-        result["max_test_accuracy_over_epochs_selected_on_test"] = max(monitored) * 100.0
+    result["max_test_accuracy_over_epochs_selected_on_test"] = \
+        training.max_monitored_accuracy(workdir, stage)
     return {**result, **summary}
 
 

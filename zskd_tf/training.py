@@ -57,6 +57,17 @@ def read_history(csv_path):
     return history
 
 
+def max_monitored_accuracy(workdir, stage):
+    """Best per-epoch test accuracy (%) logged as ``val_accuracy``, or None.
+
+    This picks an epoch by looking at the test set; it is reported only beside the
+    final-epoch figure, under a name that says so.
+    """
+    history = read_history(stage_paths(workdir, stage)["csv"])
+    monitored = [v for v in history.get("val_accuracy", []) if v == v]
+    return max(monitored) * 100.0 if monitored else None
+
+
 def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
         validation_freq=1, steps_per_epoch=None, verbose="auto", extra_callbacks=(),
         export=None):

@@ -223,13 +223,8 @@ def run(teacher, student, workdir, config, test=None, strategy=None):
         results["teacher"] = distill.evaluate(teacher, *test)
         for key in ("student", "student_augmented"):
             if key in results:
-                _add_monitoring(results[key], workdir, key)
+                results[key]["max_test_accuracy_over_epochs_selected_on_test"] = \
+                    training.max_monitored_accuracy(workdir, key)
     io_utils.write_json(os.path.join(workdir, "zskd.json"), results)
     return results
 
-
-def _add_monitoring(result, workdir, stage):
-    history = training.read_history(training.stage_paths(workdir, stage)["csv"])
-    monitored = [v for v in history.get("val_accuracy", []) if v == v]
-    if monitored:
-        result["max_test_accuracy_over_epochs_selected_on_test"] = max(monitored) * 100.0
