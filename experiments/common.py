@@ -34,12 +34,12 @@ def _module_name(path):
     return rel[:-3].replace(os.sep, ".") if rel.endswith(".py") else rel
 
 
-def flag_values(module_names=None):
-    """The values of the flags defined by the binary (not absl's own), as a dict."""
+def flag_values():
+    """The project's flags (those defined under experiments/), as a dict."""
     values = {}
     for module, module_flags in FLAGS.flags_by_module_dict().items():
-        if module.startswith("absl.") or (module_names and module not in module_names):
-            continue
+        if "experiments" not in module and module != "__main__":
+            continue  # absl's and TensorFlow's own flags
         for flag in module_flags:
             values[flag.name] = flag.value
     return values

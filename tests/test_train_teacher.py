@@ -32,7 +32,10 @@ def test_binary_trains_evaluates_and_exports(tmp_path):
     assert results["command"].startswith("python -m experiments.train_teacher")
     assert results["epochs"] == 2 and results["model"] == "lenet5_half"
     assert results["test_accuracy"] > 30.0 and results["paper_test_accuracy"] == 98.92
-    assert export.exists() and (workdir / "config.json").exists()
+    assert export.exists()
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["flags"]["epochs"] == 2 and config["flags"]["model"] == "lenet5_half"
+    assert "logtostderr" not in config["flags"]  # absl's own flags are left out
 
 
 def test_binary_validates_flags(tmp_path):
