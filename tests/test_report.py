@@ -46,3 +46,22 @@ def test_summarize_prints_only_what_the_json_says(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "| MNIST | lenet5 | Teacher-CE | 12.34 | 99.34 |" in text
     assert "3 (paper 200)" in text
+
+
+def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
+    from experiments import summarize
+    for name, n in (("headline", 24000), ("small", 600)):
+        d = tmp_path / "zskd" / name
+        d.mkdir(parents=True)
+        run = {"dataset": "mnist", "test_accuracy": {"teacher": 99.0, "zskd": 90.5,
+                                                     "zskd_augmented": None},
+               "config": {"num_impressions": n, "betas": [1.0, 0.1], "impressions": "data",
+                          "prior": "class_similarity", "pixel": "minmax",
+                          "craft_iterations": 1500},
+               "crafting": {"mean_final_loss": 1.0, "craft_seconds": 60.0,
+                            "image_steps_per_second": 7000.0},
+               "student": {"epochs": 5}}
+        (d / "results.json").write_text(json.dumps(run))
+    rows = [l for l in summarize.zskd_section(str(tmp_path)).splitlines() if "| MNIST |" in l]
+    assert "| 24000 |" in rows[0] and "| 90.50 | 96.98 |" in rows[0]
+    assert "| 600 |" in rows[1] and "| 90.50 | - |" in rows[1]
