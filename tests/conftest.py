@@ -28,3 +28,12 @@ def blob_images(n, num_classes=10, size=32, seed=0):
         r, c = divmod(int(k), 4)
         x[i, 2 + 10 * r:10 + 10 * r, 2 + 7 * c:10 + 7 * c, 0] += 0.8
     return x, y
+
+
+def write_blob_mnist(directory, n_train, n_test):
+    """A tiny ``mnist.npz`` (Keras layout, 28x28 uint8) of ``blob_images`` in ``directory``."""
+    def u8(n, seed):
+        x, y = blob_images(n, size=28, seed=seed)
+        return (np.clip(x[..., 0], 0, 1) * 255).astype(np.uint8), y.astype(np.uint8)
+    (x, y), (xt, yt) = u8(n_train, 0), u8(n_test, 1)
+    np.savez(os.path.join(directory, "mnist.npz"), x_train=x, y_train=y, x_test=xt, y_test=yt)

@@ -3,9 +3,8 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 
-from conftest import blob_images
+from conftest import write_blob_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,11 +17,7 @@ def _run(*args):
 
 
 def test_binary_trains_evaluates_and_exports(tmp_path):
-    x, y = blob_images(600, size=28, seed=0)
-    xt, yt = blob_images(200, size=28, seed=1)
-    to_u8 = lambda a: (np.clip(a[..., 0], 0, 1) * 255).astype(np.uint8)  # noqa: E731
-    np.savez(tmp_path / "mnist.npz", x_train=to_u8(x), y_train=y.astype(np.uint8),
-             x_test=to_u8(xt), y_test=yt.astype(np.uint8))
+    write_blob_mnist(tmp_path, 600, 200)
     workdir, export = tmp_path / "run", tmp_path / "out" / "teacher.keras"
     proc = _run("--dataset=mnist", "--model=lenet5_half", f"--workdir={workdir}",
                 f"--data_dir={tmp_path}", "--epochs=2", "--batch_size=64", "--lr=0.003",
@@ -47,11 +42,7 @@ def test_binary_validates_flags(tmp_path):
 
 
 def test_student_kd_binary(tmp_path, tiny_teacher):
-    x, y = blob_images(300, size=28, seed=0)
-    xt, yt = blob_images(100, size=28, seed=1)
-    to_u8 = lambda a: (np.clip(a[..., 0], 0, 1) * 255).astype(np.uint8)  # noqa: E731
-    np.savez(tmp_path / "mnist.npz", x_train=to_u8(x), y_train=y.astype(np.uint8),
-             x_test=to_u8(xt), y_test=yt.astype(np.uint8))
+    write_blob_mnist(tmp_path, 300, 100)
     teacher = tmp_path / "teacher.keras"
     tiny_teacher.save(teacher)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

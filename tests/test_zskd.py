@@ -4,10 +4,9 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
 
-from conftest import blob_images
+from conftest import blob_images, write_blob_mnist
 from zskd_tf import models
 from zskd_tf import zskd
 
@@ -74,10 +73,7 @@ def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
 
 
 def test_binary_runs_end_to_end(tmp_path, tiny_teacher):
-    xt, yt = blob_images(100, size=28, seed=3)
-    to_u8 = lambda a: (np.clip(a[..., 0], 0, 1) * 255).astype(np.uint8)  # noqa: E731
-    np.savez(tmp_path / "mnist.npz", x_train=to_u8(xt), y_train=yt.astype(np.uint8),
-             x_test=to_u8(xt), y_test=yt.astype(np.uint8))
+    write_blob_mnist(tmp_path, 100, 100)
     teacher = tmp_path / "teacher.keras"
     tiny_teacher.save(teacher)
     workdir = tmp_path / "w"
