@@ -2,7 +2,9 @@
 
 One image-step is one optimisation step of one image. The eager baseline crafts one
 paper-sized batch (100 images) at a time, the way the loop is usually written; ``Crafter``
-optimises ``parallel`` such batches at once in a compiled loop. Each setting runs in a
+optimises ``parallel`` such batches at once in a compiled loop, through the teacher's
+space-to-depth rewrite where it applies (``zskd_tf.fast_teacher``; LeNet-5) and, for
+comparison at the largest parallelism, through the Keras model itself ("crafter-keras"). Each setting runs in a
 fresh subprocess, so its peak RSS is its own. Teachers are freshly built (weights do not
 change the speed).
 
@@ -70,7 +72,7 @@ def eager_rate(model, steps, seed=0):
     return _result("eager", model, 1, steps, seconds, teacher)
 
 
-def crafter_rate(model, parallel, steps, seed=0):
+def crafter_rate(model, parallel, steps, seed=0, fast=True):
     """Image-steps/s of ``Crafter`` optimising ``parallel`` batches of 100 images at once.
 
     A 1-iteration ``craft`` call builds the variables and traces the step loop; then
@@ -83,7 +85,7 @@ def crafter_rate(model, parallel, steps, seed=0):
     teacher = models.get(model)
     crafter = impressions.Crafter(
         teacher, impressions.CraftConfig(lr=LR, batch_size=BATCH, iterations=1,
-                                         temperature=TEMPERATURE))
+                                         temperature=TEMPERATURE), fast=fast)
     targets = _targets(parallel * BATCH, teacher.output_shape[-1], seed)
     start = time.perf_counter()
     crafter.craft(targets, list(range(parallel)), seed)
@@ -91,8 +93,8 @@ def crafter_rate(model, parallel, steps, seed=0):
     start = time.perf_counter()
     float(crafter._step_fn(tf.constant(steps), False))  # the loop craft() runs in chunks
     seconds = time.perf_counter() - start
-    return {**_result("crafter", model, parallel, steps, seconds, teacher),
-            "warmup_seconds": warmup}
+    return {**_result("crafter" if fast else "crafter-keras", model, parallel, steps, seconds, teacher),
+            "warmup_seconds": warmup, "rewritten": crafter.fast is not None}
 
 
 def _result(method, model, parallel, steps, seconds, teacher):
@@ -125,6 +127,10 @@ def main(argv):
         runs = [eager] + [common.run_isolated("benchmarks.craft_throughput:crafter_rate",
                                               model=model, parallel=p, steps=opts["steps"])
                           for p in parallel]
+        if any(r.get("rewritten") for r in runs):
+            runs.append(common.run_isolated("benchmarks.craft_throughput:crafter_rate",
+                                            model=model, parallel=max(parallel),
+                                            steps=opts["steps"], fast=False))
         for r in runs:
             r["fraction_of_matmul"] = r["gflops"] / matmul
             r["speedup_over_eager"] = r["image_steps_per_s"] / eager["image_steps_per_s"]

@@ -37,17 +37,19 @@ def test_crafting_lowers_loss_and_moves_softmax_toward_targets(tiny_teacher):
     assert (out.steps == 60).all()
 
 
-@pytest.mark.parametrize("iterations", [3, 30])
-def test_result_does_not_depend_on_parallelism(tiny_teacher, iterations):
+@pytest.mark.parametrize("iterations,fast", [(3, True), (30, True), (3, False)])
+def test_result_does_not_depend_on_parallelism(tiny_teacher, iterations, fast):
     """Same seeds, 8 batches at once vs 2 at a time vs 1 alone: the same impressions.
 
-    Kernels blocked for different batch sizes round differently (~1e-6); over many steps
-    Adam can amplify that in pixels whose gradient is ~0, so the long run is compared
-    by the teacher's loss and by nearly all pixels.
+    Kernels blocked for different batch sizes round differently (~1e-6). Crafting is
+    chaotic at large learning rates (at lr 0.3 such a difference grows to 1e-2 in some
+    pixels within 30 steps, for either teacher path), so the long run uses lr 0.1 and is
+    compared by the teacher's loss and by nearly all pixels.
     """
     y = _targets(tiny_teacher, 40, seed=2)
-    config = impressions.CraftConfig(lr=0.3, batch_size=5, iterations=iterations)
-    crafter = impressions.Crafter(tiny_teacher, config)
+    lr = 0.3 if iterations <= 3 else 0.1
+    config = impressions.CraftConfig(lr=lr, batch_size=5, iterations=iterations)
+    crafter = impressions.Crafter(tiny_teacher, config, fast=fast)
     together = crafter.craft(y, range(8), seed=3)
     pairs = [crafter.craft(y[i:i + 10], range(i // 5, i // 5 + 2), seed=3) for i in range(0, 40, 10)]
     alone = crafter.craft(y[15:20], [3], seed=3)

@@ -10,7 +10,11 @@ if its batch were crafted alone; initial noise is drawn per batch from the batch
 index. An image's result therefore does not depend on how many batches run beside it.
 
 Adam is TF1's ``tf.train.AdamOptimizer`` (beta1 0.9, beta2 0.999, epsilon 1e-8), the
-optimiser of the authors' code, written out so its state lives in plain variables.
+optimiser of the authors' code, run as its own fused kernel (``ResourceApplyAdam``).
+
+Teachers of the LeNet form are evaluated through ``fast_teacher`` (the same function in
+space-to-depth layout, several times faster on a CPU); the images are then held in that
+layout while crafting and returned in the usual one.
 """
 import contextlib
 import dataclasses
@@ -20,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zskd_tf import paper
+from zskd_tf import fast_teacher, paper
 
 PIXEL_MODES = ("minmax", "clip", "none")
 
@@ -68,22 +72,26 @@ class Crafter:
     """Optimises stacks of crafting batches through a fixed teacher in inference mode.
 
     ``device`` (e.g. "/GPU:1") pins the crafting state and steps to one device; give each
-    device its own teacher copy (see ``store.craft_transfer_set``).
+    device its own teacher copy (see ``store.craft_transfer_set``). ``fast``: use the
+    space-to-depth rewrite of the teacher when it applies (its weights are copied now:
+    build a new Crafter after changing them).
     """
 
-    def __init__(self, teacher, config, progress_every=100, device=None):
+    def __init__(self, teacher, config, progress_every=100, device=None, fast=True):
         self.teacher = teacher
         self.config = config
         self.device = device
         self.progress_every = max(1, int(progress_every))
         self.image_shape = tuple(teacher.input_shape[1:])
+        self.fast = fast_teacher.build(teacher) if fast else None
+        self.state_shape = self.fast.internal_shape if self.fast else self.image_shape
         self._vars_for = None
         self._step_fn = tf.function(self._steps)
 
     def _make_vars(self, n, num_classes):
         if self._vars_for == (n, num_classes):
             return
-        shape = (n, *self.image_shape)
+        shape = (n, *self.state_shape)
         zeros = lambda s: tf.Variable(tf.zeros(s), trainable=False)  # noqa: E731
         self.x, self.m, self.v = zeros(shape), zeros(shape), zeros(shape)
         self.y = zeros((n, num_classes))
@@ -95,44 +103,53 @@ class Crafter:
         self._step_fn = tf.function(self._steps)  # new variables: trace afresh
 
     def _loss_terms(self, x):
-        logits = self.teacher(x, training=False) / self.config.temperature
+        logits = self.fast(x) if self.fast else self.teacher(x, training=False)
+        logits = logits / self.config.temperature
         ce = tf.nn.softmax_cross_entropy_with_logits(labels=self.y, logits=logits)
         return logits, ce
 
     def _steps(self, num_steps, use_stop):
+        for _ in tf.range(num_steps):
+            self._step(use_stop)
+        _, ce = self._loss_terms(self.x)
+        return tf.reduce_mean(ce)
+
+    def _step(self, use_stop):
+        """One Adam step of every image, then the pixel handling."""
         c = self.config
         b = c.batch_size
         flat_size = int(np.prod(self.image_shape)) * b
-        for _ in tf.range(num_steps):
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(self.x)
-                logits, ce = self._loss_terms(self.x)
-                loss = tf.reduce_sum(ce) / b  # sum over batches of each batch's mean
-            grad = tape.gradient(loss, self.x)
-            if use_stop:
-                conf = tf.reduce_sum(tf.nn.softmax(logits) * self.y, axis=-1)
-                self.active.assign(tf.logical_and(self.active, conf < self.threshold))
-            self.t.assign_add(1.0)
-            self.m.assign(c.beta1 * self.m + (1 - c.beta1) * grad)
-            self.v.assign(c.beta2 * self.v + (1 - c.beta2) * tf.square(grad))
-            lr_t = c.lr * tf.sqrt(1 - c.beta2 ** self.t) / (1 - c.beta1 ** self.t)
-            x = self.x - lr_t * self.m / (tf.sqrt(self.v) + c.epsilon)
-            if c.pixel == "minmax":
-                blocks = tf.reshape(x, (-1, flat_size))
-                lo = tf.reduce_min(blocks, axis=1, keepdims=True)
-                hi = tf.reduce_max(blocks, axis=1, keepdims=True)
-                x = tf.reshape((blocks - lo) / tf.maximum(hi - lo, 1e-12), tf.shape(x))
-            elif c.pixel == "clip":
-                x = tf.clip_by_value(x, 0.0, 1.0)
-            if use_stop:
-                keep = tf.reshape(self.active, (-1,) + (1,) * len(self.image_shape))
-                x = tf.where(keep, x, self.x)
-                self.taken.assign_add(tf.cast(self.active, tf.int32))
-            else:
-                self.taken.assign_add(tf.ones_like(self.taken))
-            self.x.assign(x)
-        _, ce = self._loss_terms(self.x)
-        return tf.reduce_mean(ce)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(self.x)
+            logits, ce = self._loss_terms(self.x)
+            loss = tf.reduce_sum(ce) / b  # sum over batches of each batch's mean
+        grad = tape.gradient(loss, self.x)
+        self.t.assign_add(1.0)
+        if use_stop:
+            conf = tf.reduce_sum(tf.nn.softmax(logits) * self.y, axis=-1)
+            self.active.assign(tf.logical_and(self.active, conf < self.threshold))
+            before = self.x.read_value()  # a snapshot: the update below copies on write
+        tf.raw_ops.ResourceApplyAdam(
+            var=self.x.handle, m=self.m.handle, v=self.v.handle,
+            beta1_power=c.beta1 ** self.t, beta2_power=c.beta2 ** self.t,
+            lr=tf.constant(c.lr, tf.float32), beta1=tf.constant(c.beta1, tf.float32),
+            beta2=tf.constant(c.beta2, tf.float32),
+            epsilon=tf.constant(c.epsilon, tf.float32), grad=grad)
+        x = self.x.read_value()
+        if c.pixel == "minmax":
+            blocks = tf.reshape(x, (-1, flat_size))
+            lo = tf.reduce_min(blocks, axis=1, keepdims=True)
+            hi = tf.reduce_max(blocks, axis=1, keepdims=True)
+            x = tf.reshape((blocks - lo) / tf.maximum(hi - lo, 1e-12), tf.shape(x))
+        elif c.pixel == "clip":
+            x = tf.clip_by_value(x, 0.0, 1.0)
+        if use_stop:
+            keep = tf.reshape(self.active, (-1,) + (1,) * len(self.image_shape))
+            x = tf.where(keep, x, before)
+            self.taken.assign_add(tf.cast(self.active, tf.int32))
+        else:
+            self.taken.assign_add(tf.ones_like(self.taken))
+        self.x.assign(x)
 
     def craft(self, targets, batch_indices, seed, thresholds=None, log_prefix=""):
         """Crafts ``len(batch_indices)`` batches for ``targets`` (rows in batch order).
@@ -151,7 +168,8 @@ class Crafter:
         if n != len(batch_indices) * c.batch_size:
             raise ValueError(f"{n} targets for {len(batch_indices)} batches of {c.batch_size}")
         self._make_vars(n, targets.shape[1])
-        self.x.assign(initial_noise(batch_indices, c.batch_size, self.image_shape, seed))
+        noise = initial_noise(batch_indices, c.batch_size, self.image_shape, seed)
+        self.x.assign(self.fast.to_internal(noise) if self.fast else noise)
         self.m.assign(tf.zeros_like(self.m))
         self.v.assign(tf.zeros_like(self.v))
         self.y.assign(targets)
@@ -174,7 +192,8 @@ class Crafter:
             if use_stop and not bool(tf.reduce_any(self.active)):
                 break
         logits, ce = self._loss_terms(self.x)
-        return Crafted(images=self.x.numpy().copy(),
+        images = self.fast.from_internal(self.x) if self.fast else self.x
+        return Crafted(images=images.numpy().copy(),
                        soft_labels=tf.nn.softmax(logits).numpy(),
                        loss=ce.numpy(), steps=self.taken.numpy().copy())
 
