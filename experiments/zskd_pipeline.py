@@ -42,8 +42,9 @@ def define_flags(dataset):
     flags.DEFINE_float("craft_lr", None, "Crafting Adam learning rate (default: appendix).")
     flags.DEFINE_integer("craft_batch_size", None, "Images per crafting batch: the unit of "
                          "loss averaging and min-max renormalisation (default: appendix).")
-    flags.DEFINE_integer("parallel_batches", 60, "Crafting batches optimised together "
-                         "(one shard); does not change the result, only speed and memory.")
+    flags.DEFINE_integer("parallel_batches", None, "Crafting batches optimised together "
+                         "(one shard); does not change the result, only speed and memory "
+                         "(default: 1,000 images at once).")
     flags.DEFINE_enum("pixel", "minmax", ["minmax", "clip", "none"],
                       "Pixel handling after each crafting step (see docs/REPRODUCTION.md).")
     flags.DEFINE_float("temperature", paper.TEMPERATURE, "Softmax temperature (crafting, KD).")
@@ -70,11 +71,12 @@ def define_flags(dataset):
     common.define_common_flags()
     flags.register_validator("beta", _float_list,
                              "--beta must be a non-empty comma-separated list of numbers > 0")
-    for name in ("num_impressions", "craft_iterations", "parallel_batches", "student_epochs",
+    for name in ("num_impressions", "craft_iterations", "student_epochs",
                  "batch_size", "teacher_epochs", "cpu_devices"):
         flags.register_validator(name, lambda v: v is not None and v >= 1,
                                  f"--{name} must be >= 1")
-    for name in ("craft_lr", "student_lr", "finetune_lr", "craft_batch_size"):
+    for name in ("craft_lr", "student_lr", "finetune_lr", "craft_batch_size",
+                 "parallel_batches"):
         flags.register_validator(name, lambda v: v is None or v > 0, f"--{name} must be > 0")
     flags.register_validator("temperature", lambda v: v > 0, "--temperature must be > 0")
     flags.register_validator("finetune_epochs", lambda v: v >= 0,

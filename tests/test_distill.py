@@ -95,3 +95,29 @@ def test_fit_resumes_after_interruption_and_reuses_finished_stage(tmp_path):
     assert again["reused"]
     np.testing.assert_array_equal(model3.predict(x[:4], verbose=0),
                                   model2.predict(x[:4], verbose=0))
+
+
+def test_history_keeps_test_accuracy_logged_every_few_epochs(tmp_path):
+    """Impressions carry no labels: val_accuracy first appears at the first evaluation."""
+    keras.utils.set_random_seed(3)
+    x, y = blob_images(128)
+    teacher, student = models.lenet5(), models.lenet5_half()
+    distiller = distill.compile_distiller(distill.Distiller(student, teacher), 1e-3)
+    distiller(x[:1])
+    images = data_lib.make_dataset(x, batch_size=64)
+    test = data_lib.make_dataset(x, y, batch_size=64)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(distiller, images, epochs=4, workdir=str(tmp_path), stage="d",
+                     validation_data=test, validation_freq=2, verbose=0, export=student,
+                     extra_callbacks=[_Stop()])
+    training.fit(distiller, images, epochs=4, workdir=str(tmp_path), stage="d",
+                 validation_data=test, validation_freq=2, verbose=0, export=student)
+    text = (tmp_path / "d_history.csv").read_text()
+    assert text.count("epoch") == text.splitlines()[0].count("epoch")  # one header
+    history = training.read_history(str(tmp_path / "d_history.csv"))
+    assert history["epoch"] == [0.0, 1.0, 2.0, 3.0]
+    acc = history["val_accuracy"]
+    assert acc[0] != acc[0] and acc[2] != acc[2]  # not evaluated: NaN
+    assert 0.0 <= acc[1] <= 1.0 and 0.0 <= acc[3] <= 1.0
+    assert training.max_monitored_accuracy(str(tmp_path), "d") == pytest.approx(
+        100 * max(acc[1], acc[3]))

@@ -88,3 +88,13 @@ def test_binary_runs_end_to_end(tmp_path, tiny_teacher):
     assert results["config"]["num_impressions"] == 40 and results["strategy"]["replicas"] == 1
     for name in ("config.json", "impressions.png", "student.keras", "student_augmented.keras"):
         assert (workdir / name).exists(), name
+
+
+def test_default_parallelism_crafts_about_a_thousand_images_at_once():
+    data = zskd.Config(dataset="mnist", num_impressions=24000).resolved()
+    assert data.craft_batch_size == 100 and data.parallel_batches == 10
+    classes = zskd.Config(dataset="mnist", num_impressions=600, impressions="class").resolved()
+    assert classes.craft_batch_size == 1 and classes.parallel_batches == 1000
+    assert zskd.Config(parallel_batches=3).resolved().parallel_batches == 3
+    with pytest.raises(ValueError, match="parallel_batches"):
+        zskd.Config(parallel_batches=0).validate()

@@ -54,7 +54,7 @@ def read_manifest(directory):
     return io_utils.read_json(path) if os.path.exists(path) else None
 
 
-def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_batches=60,
+def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_batches=10,
                        thresholds=None, settings=None, on_shard=None, devices=None,
                        worker=(0, 1), poll_seconds=10.0):
     """Crafts (or finishes crafting) the transfer set for ``targets`` into ``directory``.

@@ -1,7 +1,7 @@
 """Resumable Keras training shared by every stage (teacher, student, distillation).
 
 ``fit`` wraps ``keras.Model.fit`` with what every run of this project wants: TensorBoard
-logs, a per-epoch CSV log, epoch wall times, resume from the last finished epoch
+logs, a per-epoch CSV log (every metric, test accuracy included), epoch wall times, resume from the last finished epoch
 (``BackupAndRestore``) and a final ``.keras`` file written atomically. A stage whose final
 model already exists is not retrained.
 """
@@ -24,6 +24,37 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Per-epoch logs as CSV, rewritten atomically after every epoch.
+
+    Unlike ``keras.callbacks.CSVLogger`` it keeps columns that first appear after epoch 1
+    (``val_*`` with ``validation_freq`` > 1, e.g. the test accuracy of a distiller whose
+    training batches carry no labels) and continues the same file, header once, when a
+    run resumes.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.rows = []
+
+    def on_train_begin(self, logs=None):
+        history = read_history(self.path)
+        epochs = history.get("epoch", [])
+        self.rows = [{k: v[i] for k, v in history.items() if v[i] == v[i]}
+                     for i in range(len(epochs))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows = [r for r in self.rows if r.get("epoch") != epoch]
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        keys = sorted({k for r in self.rows for k in r} - {"epoch"})
+        lines = [",".join(["epoch", *keys])]
+        for r in sorted(self.rows, key=lambda r: r["epoch"]):
+            lines.append(",".join([str(int(r["epoch"]))] + [
+                repr(r[k]) if k in r else "NA" for k in keys]))
+        io_utils.write_text(self.path, "\n".join(lines) + "\n")
 
 
 def stage_paths(workdir, stage):
@@ -91,7 +122,7 @@ def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
     callbacks = [
         EpochTimer(),
         keras.callbacks.BackupAndRestore(paths["backup"], delete_checkpoint=False),
-        keras.callbacks.CSVLogger(paths["csv"], append=True),
+        HistoryCSV(paths["csv"]),
         keras.callbacks.TensorBoard(paths["tb"], histogram_freq=0, write_graph=False,
                                     profile_batch=0),
         *extra_callbacks,

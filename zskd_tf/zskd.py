@@ -30,6 +30,9 @@ from zskd_tf import targets as targets_lib
 from zskd_tf import training
 
 IMPRESSION_KINDS = ("data", "class")
+# Images crafted together by default: the fastest setting measured for LeNet-5 on a
+# 2-core CPU (benchmarks/results/craft_throughput.json; docs/PERFORMANCE.md).
+CRAFT_IMAGES_AT_ONCE = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Config:
     craft_iterations: int = 1500
     craft_lr: float = None
     craft_batch_size: int = None
-    parallel_batches: int = 60
+    parallel_batches: int = None     # default: CRAFT_IMAGES_AT_ONCE // craft_batch_size
     pixel: str = "minmax"
     temperature: float = paper.TEMPERATURE
     student_epochs: int = 2000
@@ -67,6 +70,8 @@ class Config:
             defaults = {"craft_lr": setup.lr, "craft_batch_size": setup.batch_size,
                         "student_lr": setup.student_lr}
         defaults["finetune_lr"] = paper.SETUPS[self.dataset].finetune_lr
+        batch = self.craft_batch_size or defaults["craft_batch_size"]
+        defaults["parallel_batches"] = max(1, CRAFT_IMAGES_AT_ONCE // batch)
         return dataclasses.replace(self, **{k: v for k, v in defaults.items()
                                             if getattr(self, k) is None})
 
@@ -81,7 +86,7 @@ class Config:
             raise ValueError(f"betas must be a non-empty list of numbers > 0, got {self.betas}")
         for name in ("num_impressions", "craft_iterations", "parallel_batches", "batch_size",
                      "student_epochs"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.finetune_epochs < 0:
             raise ValueError("finetune_epochs must be >= 0")
