@@ -24,7 +24,7 @@ LR = 0.01
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["lenet5", "alexnet"], "Teachers (zskd_tf.models names).")
-flags.DEFINE_list("parallel", ["1", "10", "60"],
+flags.DEFINE_list("parallel", ["1", "5", "10", "20", "60"],
                   f"Batches of {BATCH} images that Crafter optimises at once.")
 flags.DEFINE_integer("steps", 10, "Timed Crafter steps per setting, after a warm-up call.")
 flags.DEFINE_integer("eager_steps", 10, "Timed eager-loop steps, after one warm-up step.")
@@ -72,15 +72,20 @@ def eager_rate(model, steps, seed=0):
     return _result("eager", model, 1, steps, seconds, teacher)
 
 
-def crafter_rate(model, parallel, steps, seed=0, fast=True):
+def crafter_rate(model, parallel, steps, seed=0, fast=True, lrn="ours"):
     """Image-steps/s of ``Crafter`` optimising ``parallel`` batches of 100 images at once.
 
     A 1-iteration ``craft`` call builds the variables and traces the step loop; then
     ``steps`` steps of that compiled loop are timed (no noise drawing or final readout).
+    ``lrn="tensorflow"`` swaps the project's LRN layer for TensorFlow's LRN kernels.
     """
     import keras
     import tensorflow as tf
     from zskd_tf import impressions, models
+    if lrn == "tensorflow":
+        models.LocalResponseNormalization.call = (
+            lambda self, x: tf.nn.local_response_normalization(
+                x, self.depth_radius, self.bias, self.alpha, self.beta))
     keras.utils.set_random_seed(seed)
     teacher = models.get(model)
     crafter = impressions.Crafter(
@@ -94,7 +99,7 @@ def crafter_rate(model, parallel, steps, seed=0, fast=True):
     float(crafter._step_fn(tf.constant(steps), False))  # the loop craft() runs in chunks
     seconds = time.perf_counter() - start
     return {**_result("crafter" if fast else "crafter-keras", model, parallel, steps, seconds, teacher),
-            "warmup_seconds": warmup, "rewritten": crafter.fast is not None}
+            "warmup_seconds": warmup, "rewritten": crafter.fast is not None, "lrn": lrn}
 
 
 def _result(method, model, parallel, steps, seconds, teacher):
