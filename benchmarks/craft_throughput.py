@@ -72,20 +72,15 @@ def eager_rate(model, steps, seed=0):
     return _result("eager", model, 1, steps, seconds, teacher)
 
 
-def crafter_rate(model, parallel, steps, seed=0, fast=True, lrn="ours"):
+def crafter_rate(model, parallel, steps, seed=0, fast=True):
     """Image-steps/s of ``Crafter`` optimising ``parallel`` batches of 100 images at once.
 
     A 1-iteration ``craft`` call builds the variables and traces the step loop; then
     ``steps`` steps of that compiled loop are timed (no noise drawing or final readout).
-    ``lrn="tensorflow"`` swaps the project's LRN layer for TensorFlow's LRN kernels.
     """
     import keras
     import tensorflow as tf
     from zskd_tf import impressions, models
-    if lrn == "tensorflow":
-        models.LocalResponseNormalization.call = (
-            lambda self, x: tf.nn.local_response_normalization(
-                x, self.depth_radius, self.bias, self.alpha, self.beta))
     keras.utils.set_random_seed(seed)
     teacher = models.get(model)
     crafter = impressions.Crafter(
@@ -99,7 +94,7 @@ def crafter_rate(model, parallel, steps, seed=0, fast=True, lrn="ours"):
     float(crafter._step_fn(tf.constant(steps), False))  # the loop craft() runs in chunks
     seconds = time.perf_counter() - start
     return {**_result("crafter" if fast else "crafter-keras", model, parallel, steps, seconds, teacher),
-            "warmup_seconds": warmup, "rewritten": crafter.fast is not None, "lrn": lrn}
+            "warmup_seconds": warmup, "rewritten": crafter.fast is not None}
 
 
 def _result(method, model, parallel, steps, seconds, teacher):

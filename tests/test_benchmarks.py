@@ -51,14 +51,3 @@ def test_craft_throughput_quick_end_to_end(tmp_path):
         assert r["image_steps_per_s"] > 0 and r["peak_rss_mb"] > 0
     assert "img-steps/s" in proc.stdout
 
-
-def test_lrn_ab_runs_both_implementations(tmp_path):
-    out = tmp_path / "lrn.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.lrn_ab", "--steps=1", "--rounds=1", f"--out={out}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())["results"]
-    assert [r["lrn"] for r in results] == ["tensorflow", "ours"]
-    assert all(r["model"] == "alexnet" and r["image_steps_per_s"] > 0 for r in results)
