@@ -4,8 +4,8 @@ One image-step is one optimisation step of one image. The eager baseline crafts 
 paper-sized batch (100 images) at a time, the way the loop is usually written; ``Crafter``
 optimises ``parallel`` such batches at once in a compiled loop, through the teacher's
 space-to-depth rewrite where it applies (``zskd_tf.fast_teacher``; LeNet-5) and, for
-comparison at the largest parallelism, through the Keras model itself ("crafter-keras"). Each setting runs in a
-fresh subprocess, so its peak RSS is its own. Teachers are freshly built (weights do not
+comparison at the largest parallelism, through the Keras model itself ("crafter-keras").
+Each setting runs in a fresh subprocess, so its peak RSS is its own. Teachers are freshly built (weights do not
 change the speed).
 
     python -m benchmarks.craft_throughput                      # full run (long)
@@ -93,7 +93,8 @@ def crafter_rate(model, parallel, steps, seed=0, fast=True):
     start = time.perf_counter()
     float(crafter._step_fn(tf.constant(steps), False))  # the loop craft() runs in chunks
     seconds = time.perf_counter() - start
-    return {**_result("crafter" if fast else "crafter-keras", model, parallel, steps, seconds, teacher),
+    method = "crafter" if fast else "crafter-keras"
+    return {**_result(method, model, parallel, steps, seconds, teacher),
             "warmup_seconds": warmup, "rewritten": crafter.fast is not None}
 
 

@@ -73,7 +73,8 @@ def zskd_section(results_dir):
               "crafting min", "image-steps/s", "JSON"]
     return ("## Zero-shot distillation (Tables 1-3, 6, 7)\n\nFinal-epoch test accuracy; "
             "nothing is selected on the test set. The paper's figure is shown only for the "
-            "setting it reports (its headline transfer-set size).\n\n" + report.markdown_table(header, rows)
+            "setting it reports (its headline transfer-set size).\n\n"
+            + report.markdown_table(header, rows)
             + "\n")
 
 

@@ -121,7 +121,8 @@ def _parse(teacher):
     stages, i = [], 0
     while i + 1 < len(layers) and isinstance(layers[i], keras.layers.Conv2D):
         conv, pool = layers[i], layers[i + 1]
-        if (type(conv) is not keras.layers.Conv2D or not isinstance(pool, keras.layers.MaxPooling2D)
+        if (type(conv) is not keras.layers.Conv2D
+                or not isinstance(pool, keras.layers.MaxPooling2D)
                 or conv.padding != "valid" or tuple(conv.strides) != (1, 1)
                 or tuple(conv.dilation_rate) != (1, 1) or conv.groups != 1
                 or conv.data_format != "channels_last" or _activation(conv) is None

@@ -149,7 +149,8 @@ class Crafter:
             self.taken.assign_add(tf.cast(self.active, tf.int32))
         else:
             self.taken.assign_add(tf.ones_like(self.taken))
-        self.x.assign(x)
+        if use_stop or c.pixel != "none":  # else the Adam kernel has updated x in place
+            self.x.assign(x)
 
     def craft(self, targets, batch_indices, seed, thresholds=None, log_prefix=""):
         """Crafts ``len(batch_indices)`` batches for ``targets`` (rows in batch order).

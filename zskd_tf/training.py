@@ -1,9 +1,9 @@
 """Resumable Keras training shared by every stage (teacher, student, distillation).
 
 ``fit`` wraps ``keras.Model.fit`` with what every run of this project wants: TensorBoard
-logs, a per-epoch CSV log (every metric, test accuracy included), epoch wall times, resume from the last finished epoch
-(``BackupAndRestore``) and a final ``.keras`` file written atomically. A stage whose final
-model already exists is not retrained.
+logs, a per-epoch CSV log (every metric, test accuracy included), epoch wall times,
+resume from the last finished epoch (``BackupAndRestore``) and a final ``.keras`` file
+written atomically. A stage whose final model already exists is not retrained.
 """
 import json
 import os
