@@ -45,8 +45,12 @@ def define_flags(dataset):
     flags.DEFINE_integer("parallel_batches", None, "Crafting batches optimised together "
                          "(one shard); does not change the result, only speed and memory "
                          "(default: 1,000 images at once).")
-    flags.DEFINE_enum("pixel", "minmax", ["minmax", "clip", "none"],
+    flags.DEFINE_enum("pixel", "minmax", ["minmax", "clip", "none", "clip_end"],
                       "Pixel handling after each crafting step (see docs/REPRODUCTION.md).")
+    flags.DEFINE_enum("init", "uniform", ["uniform", "normal"],
+                      "Crafting's initial noise: uniform in [0, 1] or standard normal.")
+    flags.DEFINE_float("image_l2", 0.0, "Weight of an L2 penalty on the impressions while "
+                       "crafting (0: none, as in the paper).")
     flags.DEFINE_float("temperature", paper.TEMPERATURE, "Softmax temperature (crafting, KD).")
     flags.DEFINE_string("teacher", None, "Teacher .keras file (default: the committed "
                         "pretrained teacher, else train one).")
@@ -79,6 +83,7 @@ def define_flags(dataset):
                  "parallel_batches"):
         flags.register_validator(name, lambda v: v is None or v > 0, f"--{name} must be > 0")
     flags.register_validator("temperature", lambda v: v > 0, "--temperature must be > 0")
+    flags.register_validator("image_l2", lambda v: v >= 0, "--image_l2 must be >= 0")
     flags.register_validator("finetune_epochs", lambda v: v >= 0,
                              "--finetune_epochs must be >= 0")
     flags.register_validator("augment_prob", lambda v: 0 <= v <= 1,
@@ -122,7 +127,7 @@ def main(dataset):
         prior=FLAGS.prior, impressions=FLAGS.impressions, dataset=dataset,
         craft_iterations=FLAGS.craft_iterations, craft_lr=FLAGS.craft_lr,
         craft_batch_size=FLAGS.craft_batch_size, parallel_batches=FLAGS.parallel_batches,
-        pixel=FLAGS.pixel, temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
+        pixel=FLAGS.pixel, init=FLAGS.init, image_l2=FLAGS.image_l2, temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
         student_lr=FLAGS.student_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,
         finetune_epochs=FLAGS.finetune_epochs, finetune_lr=FLAGS.finetune_lr,
         augment_prob=FLAGS.augment_prob, eval_every=FLAGS.eval_every, seed=FLAGS.seed)

@@ -77,6 +77,39 @@ def test_pixel_modes(tiny_teacher, pixel):
         assert out.images.min() < 0.0 or out.images.max() > 1.0
 
 
+def test_clip_end_is_none_then_one_clip(tiny_teacher):
+    y = _targets(tiny_teacher, 20)
+    kw = dict(lr=0.5, batch_size=10, iterations=20, init="normal")
+    free = impressions.Crafter(tiny_teacher, impressions.CraftConfig(pixel="none", **kw)) \
+        .craft(y, range(2), seed=0)
+    end = impressions.Crafter(tiny_teacher, impressions.CraftConfig(pixel="clip_end", **kw)) \
+        .craft(y, range(2), seed=0)
+    np.testing.assert_allclose(end.images, np.clip(free.images, 0, 1), atol=1e-6)
+    assert (end.images == 0).mean() > 0.05 and (end.images == 1).mean() > 0.05
+    # loss and soft labels describe the clipped images that are returned
+    np.testing.assert_allclose(end.loss, _teacher_ce(tiny_teacher, end.images, y), rtol=1e-4)
+    assert np.abs(end.loss - free.loss).max() > 1e-3
+
+
+def test_normal_init():
+    x = impressions.initial_noise(range(3), 50, (8, 8, 1), seed=0, init="normal").numpy()
+    assert abs(x.mean()) < 0.05 and abs(x.std() - 1) < 0.05 and x.min() < -2
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_image_l2_shrinks_images_and_keeps_batches_independent(tiny_teacher, fast):
+    y = _targets(tiny_teacher, 20)
+    kw = dict(lr=0.05, batch_size=10, iterations=30, pixel="none", init="normal")
+    plain = impressions.Crafter(tiny_teacher, impressions.CraftConfig(**kw), fast=fast) \
+        .craft(y, range(2), seed=0)
+    crafter = impressions.Crafter(tiny_teacher, impressions.CraftConfig(image_l2=50.0, **kw),
+                                  fast=fast)
+    shrunk = crafter.craft(y, range(2), seed=0)
+    assert (shrunk.images ** 2).mean() < 0.8 * (plain.images ** 2).mean()
+    alone = crafter.craft(y[10:], [1], seed=0)
+    np.testing.assert_allclose(shrunk.images[10:], alone.images, atol=1e-4)
+
+
 def test_class_impressions_stop_at_their_confidence(tiny_teacher):
     import tensorflow as tf
     y = np.eye(10, dtype=np.float32)[np.arange(10) % 10]
@@ -107,5 +140,9 @@ def test_thresholds_in_paper_range():
 def test_bad_config():
     with pytest.raises(ValueError, match="pixel"):
         impressions.CraftConfig(lr=1.0, pixel="tanh")
+    with pytest.raises(ValueError, match="init"):
+        impressions.CraftConfig(lr=1.0, init="zeros")
+    with pytest.raises(ValueError, match="image_l2"):
+        impressions.CraftConfig(lr=1.0, image_l2=-1.0)
     with pytest.raises(ValueError, match="lr"):
         impressions.CraftConfig(lr=0.0)

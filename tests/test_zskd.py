@@ -62,7 +62,7 @@ def _run_binary(*args):
     (["--beta=1.0,-0.1"], "--beta"), (["--beta=abc"], "--beta"), (["--beta="], "--beta"),
     (["--num_impressions=15"], "--num_impressions"),
     (["--teacher=/nonexistent/teacher.keras"], "--teacher"),
-    (["--craft_lr=0"], "--craft_lr"),
+    (["--craft_lr=0"], "--craft_lr"), (["--image_l2=-1"], "--image_l2"),
 ])
 def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
     workdir = tmp_path / "w"

@@ -26,18 +26,28 @@ from absl import logging
 
 from zskd_tf import fast_teacher, paper
 
-PIXEL_MODES = ("minmax", "clip", "none")
+PIXEL_MODES = ("minmax", "clip", "none", "clip_end")
+INIT_MODES = ("uniform", "normal")
 
 
 @dataclasses.dataclass(frozen=True)
 class CraftConfig:
-    """How to craft. ``stop_confidence``: for Class Impressions, an image stops once the
-    teacher's softmax (at ``temperature``) on its target class reaches its own threshold."""
+    """How to craft.
+
+    pixel: after each step, ``minmax`` renormalises each batch to [0, 1] (the authors'
+    code), ``clip`` clips to [0, 1], ``none`` leaves pixels free, ``clip_end`` leaves them
+    free and clips to [0, 1] once at the end (the public TF1 and PyTorch reproductions).
+    init: ``uniform`` noise in [0, 1] (the authors' code) or standard ``normal`` noise
+    (the reproductions). image_l2: weight w of a penalty w * mean over a batch's images of
+    sum(x ** 2) / 2 added to its loss (the TF1 reproduction used 1e-3; 0 in the paper).
+    """
     lr: float
     batch_size: int = 100
     iterations: int = 1500
     temperature: float = paper.TEMPERATURE
     pixel: str = "minmax"
+    init: str = "uniform"
+    image_l2: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.999
     epsilon: float = 1e-8
@@ -45,6 +55,10 @@ class CraftConfig:
     def __post_init__(self):
         if self.pixel not in PIXEL_MODES:
             raise ValueError(f"pixel must be one of {PIXEL_MODES}, got {self.pixel!r}")
+        if self.init not in INIT_MODES:
+            raise ValueError(f"init must be one of {INIT_MODES}, got {self.init!r}")
+        if not self.image_l2 >= 0:
+            raise ValueError(f"image_l2 must be >= 0, got {self.image_l2}")
         for name in ("lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -61,11 +75,13 @@ class Crafted:
     steps: np.ndarray        # (n,) optimisation steps taken (< iterations: stopped early)
 
 
-def initial_noise(batch_indices, batch_size, image_shape, seed):
-    """Uniform [0, 1] noise for the given global batch indices, one stateless draw each."""
-    return tf.concat([
-        tf.random.stateless_uniform((batch_size, *image_shape), seed=[seed, int(i)])
-        for i in batch_indices], axis=0)
+def initial_noise(batch_indices, batch_size, image_shape, seed, init="uniform"):
+    """Uniform [0, 1] or standard normal noise for the given global batch indices, one
+    stateless draw each."""
+    draw = {"uniform": tf.random.stateless_uniform,
+            "normal": tf.random.stateless_normal}[init]
+    return tf.concat([draw((batch_size, *image_shape), seed=[seed, int(i)])
+                      for i in batch_indices], axis=0)
 
 
 class Crafter:
@@ -123,6 +139,8 @@ class Crafter:
             tape.watch(self.x)
             logits, ce = self._loss_terms(self.x)
             loss = tf.reduce_sum(ce) / b  # sum over batches of each batch's mean
+            if c.image_l2:
+                loss += c.image_l2 / b * tf.reduce_sum(tf.square(self.x)) / 2
         grad = tape.gradient(loss, self.x)
         self.t.assign_add(1.0)
         if use_stop:
@@ -149,7 +167,8 @@ class Crafter:
             self.taken.assign_add(tf.cast(self.active, tf.int32))
         else:
             self.taken.assign_add(tf.ones_like(self.taken))
-        if use_stop or c.pixel != "none":  # else the Adam kernel has updated x in place
+        if use_stop or c.pixel not in ("none", "clip_end"):
+            # else the Adam kernel has updated x in place
             self.x.assign(x)
 
     def craft(self, targets, batch_indices, seed, thresholds=None, log_prefix=""):
@@ -169,7 +188,7 @@ class Crafter:
         if n != len(batch_indices) * c.batch_size:
             raise ValueError(f"{n} targets for {len(batch_indices)} batches of {c.batch_size}")
         self._make_vars(n, targets.shape[1])
-        noise = initial_noise(batch_indices, c.batch_size, self.image_shape, seed)
+        noise = initial_noise(batch_indices, c.batch_size, self.image_shape, seed, c.init)
         self.x.assign(self.fast.to_internal(noise) if self.fast else noise)
         self.m.assign(tf.zeros_like(self.m))
         self.v.assign(tf.zeros_like(self.v))
@@ -192,6 +211,8 @@ class Crafter:
                          (c.iterations - done) * n / rate)
             if use_stop and not bool(tf.reduce_any(self.active)):
                 break
+        if c.pixel == "clip_end":
+            self.x.assign(tf.clip_by_value(self.x, 0.0, 1.0))
         logits, ce = self._loss_terms(self.x)
         images = self.fast.from_internal(self.x) if self.fast else self.x
         return Crafted(images=images.numpy().copy(),

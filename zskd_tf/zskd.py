@@ -48,6 +48,8 @@ class Config:
     craft_batch_size: int = None
     parallel_batches: int = None     # default: CRAFT_IMAGES_AT_ONCE // craft_batch_size
     pixel: str = "minmax"
+    init: str = "uniform"
+    image_l2: float = 0.0
     temperature: float = paper.TEMPERATURE
     student_epochs: int = 2000
     student_lr: float = None
@@ -94,6 +96,10 @@ class Config:
             raise ValueError("augment_prob must be in [0, 1]")
         if self.pixel not in impressions.PIXEL_MODES:
             raise ValueError(f"pixel must be one of {impressions.PIXEL_MODES}")
+        if self.init not in impressions.INIT_MODES:
+            raise ValueError(f"init must be one of {impressions.INIT_MODES}")
+        if not self.image_l2 >= 0:
+            raise ValueError("image_l2 must be >= 0")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
 
@@ -124,7 +130,8 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None):
             len(targets), seed=seeding.derive(config.seed, "ci-thresholds"))
     craft_config = impressions.CraftConfig(
         lr=config.craft_lr, batch_size=b, iterations=config.craft_iterations,
-        temperature=config.temperature, pixel=config.pixel)
+        temperature=config.temperature, pixel=config.pixel, init=config.init,
+        image_l2=config.image_l2)
 
     def on_shard(i, crafted, record):
         if tb_writer is not None:
