@@ -51,3 +51,15 @@ def test_craft_throughput_quick_end_to_end(tmp_path):
         assert r["image_steps_per_s"] > 0 and r["peak_rss_mb"] > 0
     assert "img-steps/s" in proc.stdout
 
+
+
+def test_conv_input_grad_variants_agree_and_report(tmp_path):
+    out = tmp_path / "grad.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.conv_input_grad", "--images=4", "--calls=1",
+         f"--out={out}"], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]  # the variants are checked equal inside
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 8 and all(r["us_per_image"] > 0 for r in rows)
+    assert "backprop_input" in proc.stdout
