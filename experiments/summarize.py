@@ -61,13 +61,13 @@ def zskd_section(results_dir):
         paper_zskd, paper_aug = _paper_numbers(r["dataset"], cfg)
         rows.append([
             _NAMES.get(r["dataset"], r["dataset"]), cfg["num_impressions"],
-            ",".join(str(b) for b in cfg["betas"]), cfg["prior"], cfg["pixel"],
+            ",".join(str(b) for b in cfg["betas"]), cfg["prior"], _crafting_recipe(cfg),
             cfg["craft_iterations"], craft["mean_final_loss"], acc["teacher"],
             acc["zskd"], paper_zskd, acc.get("zskd_augmented"), paper_aug,
             f"{r['student']['epochs']} + {aug.get('epochs', 0)}",
             craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
             os.path.relpath(path, results_dir)])
-    header = ["data set", "DIs", "betas", "prior", "pixel", "craft its", "final craft CE",
+    header = ["data set", "DIs", "betas", "prior", "init, pixel, image L2", "craft its", "final craft CE",
               "teacher %", "ZSKD %", "paper %",
               "ZSKD + aug. %", "paper %", "student + fine-tune epochs",
               "crafting min", "image-steps/s", "JSON"]
@@ -76,6 +76,12 @@ def zskd_section(results_dir):
             "setting it reports (its headline transfer-set size).\n\n"
             + report.markdown_table(header, rows)
             + "\n")
+
+
+def _crafting_recipe(cfg):
+    """e.g. "uniform, minmax, 0"; runs from before the init / image_l2 options used the
+    defaults, uniform noise and no penalty."""
+    return f"{cfg.get('init', 'uniform')}, {cfg['pixel']}, {cfg.get('image_l2', 0.0):g}"
 
 
 def _paper_numbers(dataset, cfg):

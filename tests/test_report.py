@@ -50,14 +50,15 @@ def test_summarize_prints_only_what_the_json_says(tmp_path):
 
 def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
     from experiments import summarize
-    for name, n in (("headline", 24000), ("small", 600)):
+    for name, n, recipe in (("headline", 24000, {}), ("small", 600, {"init": "normal",
+                                                                     "image_l2": 0.01})):
         d = tmp_path / "zskd" / name
         d.mkdir(parents=True)
         run = {"dataset": "mnist", "test_accuracy": {"teacher": 99.0, "zskd": 90.5,
                                                      "zskd_augmented": None},
                "config": {"num_impressions": n, "betas": [1.0, 0.1], "impressions": "data",
                           "prior": "class_similarity", "pixel": "minmax",
-                          "craft_iterations": 1500},
+                          "craft_iterations": 1500, **recipe},
                "crafting": {"mean_final_loss": 1.0, "craft_seconds": 60.0,
                             "image_steps_per_second": 7000.0},
                "student": {"epochs": 5}}
@@ -65,3 +66,4 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
     rows = [l for l in summarize.zskd_section(str(tmp_path)).splitlines() if "| MNIST |" in l]
     assert "| 24000 |" in rows[0] and "| 90.50 | 96.98 |" in rows[0]
     assert "| 600 |" in rows[1] and "| 90.50 | - |" in rows[1]
+    assert "| uniform, minmax, 0 |" in rows[0] and "| normal, minmax, 0.01 |" in rows[1]
