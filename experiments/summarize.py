@@ -67,7 +67,8 @@ def zskd_section(results_dir):
             f"{r['student']['epochs']} + {aug.get('epochs', 0)}",
             craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
             os.path.relpath(path, results_dir)])
-    header = ["data set", "DIs", "betas", "prior", "init, pixel, image L2", "craft its", "final craft CE",
+    header = ["data set", "DIs", "betas", "prior", "init, pixel, image L2", "craft its",
+              "final craft CE",
               "teacher %", "ZSKD %", "paper %",
               "ZSKD + aug. %", "paper %", "student + fine-tune epochs",
               "crafting min", "image-steps/s", "JSON"]

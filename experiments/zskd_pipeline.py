@@ -127,7 +127,8 @@ def main(dataset):
         prior=FLAGS.prior, impressions=FLAGS.impressions, dataset=dataset,
         craft_iterations=FLAGS.craft_iterations, craft_lr=FLAGS.craft_lr,
         craft_batch_size=FLAGS.craft_batch_size, parallel_batches=FLAGS.parallel_batches,
-        pixel=FLAGS.pixel, init=FLAGS.init, image_l2=FLAGS.image_l2, temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
+        pixel=FLAGS.pixel, init=FLAGS.init, image_l2=FLAGS.image_l2,
+        temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
         student_lr=FLAGS.student_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,
         finetune_epochs=FLAGS.finetune_epochs, finetune_lr=FLAGS.finetune_lr,
         augment_prob=FLAGS.augment_prob, eval_every=FLAGS.eval_every, seed=FLAGS.seed)
