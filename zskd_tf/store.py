@@ -13,6 +13,7 @@ crafting is invariant to how many batches run together, the resumed set equals t
 uninterrupted run makes.
 """
 import concurrent.futures
+import dataclasses
 import hashlib
 import os
 import threading
@@ -94,7 +95,7 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
     while manifest is None:  # another worker creates it
         time.sleep(poll_seconds)
         manifest = read_manifest(directory)
-    _check_same(manifest["settings"], recorded, directory)
+    _check_same(_with_craft_defaults(manifest["settings"]), recorded, directory)
     if manifest["shard_size"] != parallel_batches * b:
         logging.info("using the manifest's shard size %d (%d batches) rather than %d batches",
                      manifest["shard_size"], manifest["shard_size"] // b, parallel_batches)
@@ -186,6 +187,16 @@ def _finish(directory, manifest, num_shards, index, poll_seconds):
         time.sleep(poll_seconds)
         manifest = read_manifest(directory)
     return manifest
+
+
+def _with_craft_defaults(settings):
+    """Settings with crafting options added since the manifest was written at their
+    defaults (what such a set was crafted with), so it still resumes."""
+    defaults = {f.name: f.default for f in dataclasses.fields(impressions_lib.CraftConfig)
+                if f.default is not dataclasses.MISSING}
+    if "craft" not in settings:
+        return settings
+    return {**settings, "craft": {**defaults, **settings["craft"]}}
 
 
 def _check_same(old, new, directory):
