@@ -27,11 +27,14 @@ flags.DEFINE_float("lr", 1e-3, "Adam learning rate (appendix: 0.001).")
 flags.DEFINE_integer("batch_size", paper.BATCH_SIZE, "Batch size (appendix: 512).")
 flags.DEFINE_integer("eval_every", 1, "Log test accuracy every N epochs (monitoring only; 0: "
                      "never). The reported figure is the final epoch's.")
+flags.DEFINE_float("weight_decay", 0.0, "Adds weight_decay * sum(w^2)/2 over all kernels to the "
+                   "loss (0: the paper's plain cross-entropy; the TF1 reproduction: 1e-4).")
 flags.DEFINE_string("export", None, "Also copy the final .keras model to this path.")
 common.define_common_flags()
 flags.register_validator("epochs", lambda v: v is None or v > 0, "--epochs must be > 0")
 flags.register_validator("lr", lambda v: v > 0, "--lr must be > 0")
 flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 0")
+flags.register_validator("weight_decay", lambda v: v >= 0, "--weight_decay must be >= 0")
 flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
 
 
@@ -48,7 +51,7 @@ def main(argv):
     dataset = data_lib.load(FLAGS.dataset, FLAGS.data_dir)
     seed = seeding.seed_stage(FLAGS.seed, model_name)
     model = models.get(model_name, input_shape=dataset.x_train.shape[1:],
-                       num_classes=dataset.num_classes)
+                       num_classes=dataset.num_classes, weight_decay=FLAGS.weight_decay)
     logging.info("%s: %d parameters, %d epochs on %d images", model_name,
                  model.count_params(), epochs, len(dataset.x_train))
     result = distill.train_classifier(
@@ -60,7 +63,7 @@ def main(argv):
     key = "teacher_ce" if model_name == setup.teacher else "student_ce"
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": model_name, "parameters": model.count_params(),
-        "epochs": epochs, "paper_epochs": setup.teacher_epochs,
+        "epochs": epochs, "weight_decay": FLAGS.weight_decay, "paper_epochs": setup.teacher_epochs,
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][key], **result})
     logging.info("final-epoch test accuracy %.2f%% (paper %.2f%%)", result["test_accuracy"],
                  paper.REPORTED[FLAGS.dataset][key])

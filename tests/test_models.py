@@ -125,3 +125,18 @@ def test_keras_round_trip(name, tmp_path):
 def test_unknown_model_name_lists_choices():
     with pytest.raises(ValueError, match="lenet5"):
         models.get("resnet")
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_weight_decay_penalises_every_kernel_and_only_kernels(name, tmp_path):
+    assert not models.get(name).losses
+    model = models.get(name, weight_decay=1e-3)
+    kernels = [w.numpy() for w in model.trainable_weights if w.path.endswith("kernel")]
+    assert len(kernels) == (5 if name.startswith("lenet") else 8)
+    expected = 1e-3 * sum(float(np.sum(k.astype(np.float64) ** 2)) for k in kernels) / 2
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    assert float(sum(models.load(path).losses)) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="weight_decay"):
+        models.get(name, weight_decay=-1.0)

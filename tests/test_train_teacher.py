@@ -21,11 +21,12 @@ def test_binary_trains_evaluates_and_exports(tmp_path):
     workdir, export = tmp_path / "run", tmp_path / "out" / "teacher.keras"
     proc = _run("--dataset=mnist", "--model=lenet5_half", f"--workdir={workdir}",
                 f"--data_dir={tmp_path}", "--epochs=2", "--batch_size=64", "--lr=0.003",
-                f"--export={export}")
+                f"--export={export}", "--weight_decay=1e-4")
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((workdir / "results.json").read_text())
     assert results["command"].startswith("python -m experiments.train_teacher")
     assert results["epochs"] == 2 and results["model"] == "lenet5_half"
+    assert results["weight_decay"] == 1e-4
     assert results["test_accuracy"] > 30.0 and results["paper_test_accuracy"] == 98.92
     assert export.exists()
     config = json.loads((workdir / "config.json").read_text())
@@ -36,6 +37,8 @@ def test_binary_trains_evaluates_and_exports(tmp_path):
 def test_binary_validates_flags(tmp_path):
     proc = _run(f"--workdir={tmp_path / 'w'}", "--epochs=0")
     assert proc.returncode != 0 and "--epochs" in proc.stderr
+    proc = _run(f"--workdir={tmp_path / 'w'}", "--weight_decay=-1")
+    assert proc.returncode != 0 and "--weight_decay" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--dataset=imagenet")
     assert proc.returncode != 0 and "dataset" in proc.stderr
     assert not (tmp_path / "w").exists()

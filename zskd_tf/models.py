@@ -38,13 +38,21 @@ class LocalResponseNormalization(keras.layers.Layer):
                 "bias": self.bias, "alpha": self.alpha, "beta": self.beta}
 
 
-def _lenet(name, filters, input_shape, num_classes):
+def _decay(weight_decay):
+    """Kernel regulariser adding weight_decay * sum(w^2) / 2 (TF1's ``l2_regularizer``)."""
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+
+
+def _lenet(name, filters, input_shape, num_classes, weight_decay):
     init = lambda: keras.initializers.TruncatedNormal(stddev=0.1)  # noqa: E731
     conv = lambda n, f: keras.layers.Conv2D(  # noqa: E731
         f, 5, padding="valid", activation="relu", kernel_initializer=init(),
-        bias_initializer="zeros", name=n)
+        bias_initializer="zeros", kernel_regularizer=_decay(weight_decay), name=n)
     dense = lambda n, u, act=None: keras.layers.Dense(  # noqa: E731
-        u, activation=act, kernel_initializer=init(), bias_initializer="zeros", name=n)
+        u, activation=act, kernel_initializer=init(), bias_initializer="zeros",
+        kernel_regularizer=_decay(weight_decay), name=n)
     x = inputs = keras.Input(input_shape, name="image")
     x = conv("conv1", filters[0])(x)
     x = keras.layers.MaxPooling2D(2, padding="valid", name="pool2")(x)
@@ -57,28 +65,34 @@ def _lenet(name, filters, input_shape, num_classes):
     return keras.Model(inputs, logits, name=name)
 
 
-def lenet5(input_shape=(32, 32, 1), num_classes=10):
-    """LeNet-5 teacher (Table 4): 61,706 parameters for 32x32x1 input and 10 classes."""
-    return _lenet("lenet5", (6, 16), input_shape, num_classes)
+def lenet5(input_shape=(32, 32, 1), num_classes=10, weight_decay=0.0):
+    """LeNet-5 teacher (Table 4): 61,706 parameters for 32x32x1 input and 10 classes.
+
+    ``weight_decay`` > 0 adds weight_decay * sum(w^2) / 2 over every kernel to the
+    training loss (not in the paper; the TF1 reproduction's teachers use 1e-4).
+    """
+    return _lenet("lenet5", (6, 16), input_shape, num_classes, weight_decay)
 
 
-def lenet5_half(input_shape=(32, 32, 1), num_classes=10):
+def lenet5_half(input_shape=(32, 32, 1), num_classes=10, weight_decay=0.0):
     """LeNet-5-Half student (Table 4): half the conv filters; 35,820 parameters."""
-    return _lenet("lenet5_half", (3, 8), input_shape, num_classes)
+    return _lenet("lenet5_half", (3, 8), input_shape, num_classes, weight_decay)
 
 
-def _alexnet(name, width, input_shape, num_classes, dropout):
+def _alexnet(name, width, input_shape, num_classes, dropout, weight_decay):
     """Table 5. ``width`` = (conv1..conv5 filters, fc16, fc19)."""
     init = lambda: keras.initializers.RandomNormal(stddev=0.01)  # noqa: E731
 
     def conv(n, f, k, bias):
         return keras.layers.Conv2D(
             f, k, padding="same", activation="relu", kernel_initializer=init(),
-            bias_initializer=keras.initializers.Constant(bias), name=n)
+            bias_initializer=keras.initializers.Constant(bias),
+            kernel_regularizer=_decay(weight_decay), name=n)
 
     def dense(n, u, act=None):
         return keras.layers.Dense(u, activation=act, kernel_initializer=init(),
-                                  bias_initializer="zeros", name=n)
+                                  bias_initializer="zeros",
+                                  kernel_regularizer=_decay(weight_decay), name=n)
 
     pool = lambda n: keras.layers.MaxPooling2D(3, 2, padding="valid", name=n)  # noqa: E731
     bn = lambda n: keras.layers.BatchNormalization(name=n)  # noqa: E731
@@ -111,16 +125,16 @@ def _alexnet(name, width, input_shape, num_classes, dropout):
     return keras.Model(inputs, logits, name=name)
 
 
-def alexnet(input_shape=(32, 32, 3), num_classes=10, dropout=0.5):
-    """Modified AlexNet teacher for CIFAR-10 (Table 5)."""
+def alexnet(input_shape=(32, 32, 3), num_classes=10, dropout=0.5, weight_decay=0.0):
+    """Modified AlexNet teacher for CIFAR-10 (Table 5); ``weight_decay`` as in lenet5."""
     return _alexnet("alexnet", (48, 128, 192, 192, 128, 512, 256), input_shape,
-                    num_classes, dropout)
+                    num_classes, dropout, weight_decay)
 
 
-def alexnet_half(input_shape=(32, 32, 3), num_classes=10, dropout=0.5):
+def alexnet_half(input_shape=(32, 32, 3), num_classes=10, dropout=0.5, weight_decay=0.0):
     """AlexNet-Half student for CIFAR-10 (Table 5)."""
     return _alexnet("alexnet_half", (24, 64, 96, 96, 64, 256, 128), input_shape,
-                    num_classes, dropout)
+                    num_classes, dropout, weight_decay)
 
 
 REGISTRY = {
