@@ -39,13 +39,16 @@ def real_data_section(results_dir):
     for path, r in runs:
         row = ("Student-KD" if r.get("row") == "student_kd" else "Teacher-CE"
                if r["model"] == paper.SETUPS[r["dataset"]].teacher else "Student-CE")
+        if r.get("weight_decay"):
+            row += f", weight decay {r['weight_decay']:g}"
         rows.append([_NAMES.get(r["dataset"], r["dataset"]), r["model"], row,
                      r["test_accuracy"], r["paper_test_accuracy"],
                      r.get("max_test_accuracy_over_epochs_selected_on_test"),
                      f"{r['epochs']} (paper {r['paper_epochs']})",
                      r.get("mean_epoch_seconds"), os.path.relpath(path, results_dir)])
     header = ["data set", "model", "row", "test acc. % (final epoch)", "paper %",
-              "max over epochs % (selected on test)", "epochs", "mean s / epoch (see notes)", "JSON"]
+              "max over epochs % (selected on test)", "epochs", "mean s / epoch (see notes)",
+              "JSON"]
     return ("## Teacher-CE, Student-CE and Student-KD on real data (Tables 1, 2)\n\n"
             + report.markdown_table(header, rows) + "\n")
 
@@ -62,14 +65,14 @@ def zskd_section(results_dir):
         rows.append([
             _NAMES.get(r["dataset"], r["dataset"]), cfg["num_impressions"],
             ",".join(str(b) for b in cfg["betas"]), cfg["prior"], _crafting_recipe(cfg),
-            cfg["craft_iterations"], craft["mean_final_loss"], acc["teacher"],
+            cfg["craft_iterations"], craft["mean_final_loss"], _teacher_file(r),
+            acc["teacher"],
             acc["zskd"], paper_zskd, acc.get("zskd_augmented"), paper_aug,
             f"{r['student']['epochs']} + {aug.get('epochs', 0)}",
             craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
             os.path.relpath(path, results_dir)])
     header = ["data set", "DIs", "betas", "prior", "init, pixel, image L2", "craft its",
-              "final craft CE",
-              "teacher %", "ZSKD %", "paper %",
+              "final craft CE", "teacher", "teacher %", "ZSKD %", "paper %",
               "ZSKD + aug. %", "paper %", "student + fine-tune epochs",
               "crafting min", "image-steps/s", "JSON"]
     return ("## Zero-shot distillation (Tables 1-3, 6, 7)\n\nFinal-epoch test accuracy; "
@@ -83,6 +86,16 @@ def _crafting_recipe(cfg):
     """e.g. "uniform, minmax, 0"; runs from before the init / image_l2 options used the
     defaults, uniform noise and no penalty."""
     return f"{cfg.get('init', 'uniform')}, {cfg['pixel']}, {cfg.get('image_l2', 0.0):g}"
+
+
+def _teacher_file(r):
+    """The teacher's file name: recorded since the "source" field exists, else from the
+    command's --teacher, else the committed pretrained teacher the binaries default to."""
+    source = r.get("teacher", {}).get("source")
+    if source is None:
+        given = [a for a in r.get("command", "").split() if a.startswith("--teacher=")]
+        source = given[-1].split("=", 1)[1] if given else "pretrained"
+    return os.path.basename(source)
 
 
 def _paper_numbers(dataset, cfg):

@@ -169,7 +169,7 @@ def _models(dataset, data):
 def _report(dataset, teacher_source, result, strategy):
     reported = paper.REPORTED[dataset]
     summary = {
-        "dataset": dataset, "teacher": teacher_source,
+        "dataset": dataset,
         "test_accuracy": {
             "teacher": result["teacher"]["test_accuracy"],
             "zskd": result["student"]["test_accuracy"],
@@ -180,6 +180,7 @@ def _report(dataset, teacher_source, result, strategy):
         "selection": "final epoch; no model selection on the test set",
         "strategy": {"name": FLAGS.strategy, "replicas": strategy.num_replicas_in_sync},
         **result,
+        "teacher": {**result["teacher"], "source": teacher_source},
     }
     common.write_results(FLAGS.workdir, summary)
     acc = summary["test_accuracy"]

@@ -46,12 +46,20 @@ def test_summarize_prints_only_what_the_json_says(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "| MNIST | lenet5 | Teacher-CE | 12.34 | 99.34 |" in text
     assert "3 (paper 200)" in text
+    run.update(weight_decay=1e-4, model="lenet5")
+    (tmp_path / "real_data" / "mnist_lenet5_wd.json").write_text(json.dumps(run))
+    from experiments import summarize
+    assert "| Teacher-CE, weight decay 0.0001 | 12.34 |" in summarize.real_data_section(
+        str(tmp_path))
 
 
 def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
     from experiments import summarize
-    for name, n, recipe in (("headline", 24000, {}), ("small", 600, {"init": "normal",
-                                                                     "image_l2": 0.01})):
+    for name, n, recipe, teacher in (
+            ("headline", 24000, {}, {}),
+            ("small", 600, {"init": "normal", "image_l2": 0.01},
+             {"teacher": {"test_accuracy": 99.0, "source": "/x/mine.keras"}}),
+            ("by_flag", 600, {}, {"command": "python -m experiments.x --teacher=t.keras"})):
         d = tmp_path / "zskd" / name
         d.mkdir(parents=True)
         run = {"dataset": "mnist", "test_accuracy": {"teacher": 99.0, "zskd": 90.5,
@@ -61,9 +69,12 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
                           "craft_iterations": 1500, **recipe},
                "crafting": {"mean_final_loss": 1.0, "craft_seconds": 60.0,
                             "image_steps_per_second": 7000.0},
-               "student": {"epochs": 5}}
+               "student": {"epochs": 5}, **teacher}
         (d / "results.json").write_text(json.dumps(run))
     rows = [l for l in summarize.zskd_section(str(tmp_path)).splitlines() if "| MNIST |" in l]
-    assert "| 24000 |" in rows[0] and "| 90.50 | 96.98 |" in rows[0]
-    assert "| 600 |" in rows[1] and "| 90.50 | - |" in rows[1]
-    assert "| uniform, minmax, 0 |" in rows[0] and "| normal, minmax, 0.01 |" in rows[1]
+    # sorted by folder: by_flag, headline, small
+    assert "| 24000 |" in rows[1] and "| 90.50 | 96.98 |" in rows[1]
+    assert "| 600 |" in rows[2] and "| 90.50 | - |" in rows[2]
+    assert "| uniform, minmax, 0 |" in rows[1] and "| normal, minmax, 0.01 |" in rows[2]
+    assert "| pretrained | 99.00 |" in rows[1]
+    assert "| t.keras | 99.00 |" in rows[0] and "| mine.keras | 99.00 |" in rows[2]

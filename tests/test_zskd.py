@@ -85,6 +85,7 @@ def test_binary_runs_end_to_end(tmp_path, tiny_teacher):
     results = json.loads((workdir / "results.json").read_text())
     assert results["command"].startswith("python -m experiments.mnist_zskd")
     assert set(results["test_accuracy"]) == {"teacher", "zskd", "zskd_augmented"}
+    assert results["teacher"]["source"] == str(teacher)
     assert results["config"]["num_impressions"] == 40 and results["strategy"]["replicas"] == 1
     for name in ("config.json", "impressions.png", "student.keras", "student_augmented.keras"):
         assert (workdir / name).exists(), name
