@@ -94,7 +94,8 @@ def _teacher_file(r):
     source = r.get("teacher", {}).get("source")
     if source is None:
         given = [a for a in r.get("command", "").split() if a.startswith("--teacher=")]
-        source = given[-1].split("=", 1)[1] if given else "pretrained"
+        source = (given[-1].split("=", 1)[1] if given else
+                  f"{r['dataset']}_{paper.SETUPS[r['dataset']].teacher}.keras")
     return os.path.basename(source)
 
 

@@ -76,5 +76,5 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
     assert "| 24000 |" in rows[1] and "| 90.50 | 96.98 |" in rows[1]
     assert "| 600 |" in rows[2] and "| 90.50 | - |" in rows[2]
     assert "| uniform, minmax, 0 |" in rows[1] and "| normal, minmax, 0.01 |" in rows[2]
-    assert "| pretrained | 99.00 |" in rows[1]
+    assert "| mnist_lenet5.keras | 99.00 |" in rows[1]
     assert "| t.keras | 99.00 |" in rows[0] and "| mine.keras | 99.00 |" in rows[2]
