@@ -70,6 +70,18 @@ def test_hard_label_term_is_added():
     assert l1 - l0 == pytest.approx(0.3 * float(ce), rel=1e-4)
 
 
+def test_student_weight_decay_is_added_and_teacher_decay_is_not():
+    teacher = models.lenet5(weight_decay=1e-2)
+    x, _ = blob_images(8)
+    plain, decayed = models.lenet5_half(), models.lenet5_half(weight_decay=1e-2)
+    decayed.set_weights(plain.get_weights())
+    y_pred = plain(x)
+    l0 = float(distill.Distiller(plain, teacher).compute_loss(x, None, y_pred))
+    l1 = float(distill.Distiller(decayed, teacher).compute_loss(x, None, y_pred))
+    assert l1 - l0 == pytest.approx(float(sum(decayed.losses)), rel=1e-4)
+    assert l1 - l0 > 0
+
+
 class _Stop(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch == 1:

@@ -81,6 +81,8 @@ class Distiller(keras.Model):
         if y is not None and self.hard_label_weight > 0:
             ce = keras.losses.sparse_categorical_crossentropy(y, y_pred, from_logits=True)
             loss = loss + self.hard_label_weight * ops.mean(ce)
+        if self.student.losses:  # e.g. a student built with weight_decay
+            loss = loss + ops.sum(self.student.losses)
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
