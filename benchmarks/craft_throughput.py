@@ -5,8 +5,12 @@ paper-sized batch (100 images) at a time, the way the loop is usually written; `
 optimises ``parallel`` such batches at once in a compiled loop, through the teacher's
 space-to-depth rewrite where it applies (``zskd_tf.fast_teacher``; LeNet-5) and, for
 comparison at the largest parallelism, through the Keras model itself ("crafter-keras").
-Each setting runs in a fresh subprocess, so its peak RSS is its own. Teachers are freshly built (weights do not
-change the speed).
+Each setting runs in a fresh subprocess, so its peak RSS is its own. Teachers are freshly
+built (weights do not change the speed). ``--processes`` adds runs of P concurrent crafting
+processes with CPUs // P threads each, the way ``zskd_tf.craft_processes`` crafts, each at
+the parallelism that was fastest alone: they start their timed steps together, and their
+rate is all their image-steps over the span from the first start to the last end (peak
+RSS is per process).
 
     python -m benchmarks.craft_throughput                      # full run (long)
     python -m benchmarks.craft_throughput --quick              # smoke test
@@ -26,6 +30,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["lenet5", "alexnet"], "Teachers (zskd_tf.models names).")
 flags.DEFINE_list("parallel", ["1", "5", "10", "20", "60"],
                   f"Batches of {BATCH} images that Crafter optimises at once.")
+flags.DEFINE_list("processes", ["2"], "Concurrent crafting processes to time, each at the "
+                  "parallelism that was fastest in one process (1 = the runs above).")
 flags.DEFINE_integer("steps", 10, "Timed Crafter steps per setting, after a warm-up call.")
 flags.DEFINE_integer("eager_steps", 10, "Timed eager-loop steps, after one warm-up step.")
 flags.DEFINE_float("matmul_gflops", None, "Use this matmul rate instead of measuring it.")
@@ -35,6 +41,7 @@ flags.DEFINE_bool("quick", False, "Smoke test. Flags not given explicitly defaul
                   "measurement and --out=benchmarks/results/craft_throughput_quick.json.")
 
 QUICK = {"models": ["lenet5"], "parallel": ["1", "2"], "steps": 2, "eager_steps": 2,
+         "processes": ["2"],
          "out": "benchmarks/results/craft_throughput_quick.json"}
 
 
@@ -72,14 +79,19 @@ def eager_rate(model, steps, seed=0):
     return _result("eager", model, 1, steps, seconds, teacher)
 
 
-def crafter_rate(model, parallel, steps, seed=0, fast=True):
+def crafter_rate(model, parallel, steps, seed=0, fast=True, threads=None, barrier=None):
     """Image-steps/s of ``Crafter`` optimising ``parallel`` batches of 100 images at once.
 
     A 1-iteration ``craft`` call builds the variables and traces the step loop; then
     ``steps`` steps of that compiled loop are timed (no noise drawing or final readout).
+    threads: intra- and inter-op threads of this process; barrier: (directory, count):
+    wait until ``count`` processes are ready before timing.
     """
-    import keras
     import tensorflow as tf
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
     from zskd_tf import impressions, models
     keras.utils.set_random_seed(seed)
     teacher = models.get(model)
@@ -90,17 +102,49 @@ def crafter_rate(model, parallel, steps, seed=0, fast=True):
     start = time.perf_counter()
     crafter.craft(targets, list(range(parallel)), seed)
     warmup = time.perf_counter() - start
-    start = time.perf_counter()
+    if barrier:
+        _wait_for_all(*barrier)
+    began, start = time.time(), time.perf_counter()
     float(crafter._step_fn(tf.constant(steps), False))  # the loop craft() runs in chunks
     seconds = time.perf_counter() - start
     method = "crafter" if fast else "crafter-keras"
     return {**_result(method, model, parallel, steps, seconds, teacher),
-            "warmup_seconds": warmup, "rewritten": crafter.fast is not None}
+            "warmup_seconds": warmup, "rewritten": crafter.fast is not None,
+            "began": began, "ended": began + seconds}
 
 
-def _result(method, model, parallel, steps, seconds, teacher):
+def _wait_for_all(directory, count):
+    import os
+    import tempfile
+    fd, _ = tempfile.mkstemp(prefix="ready-", dir=directory)
+    os.close(fd)
+    while len([f for f in os.listdir(directory) if f.startswith("ready-")]) < count:
+        time.sleep(0.01)
+
+
+def processes_rate(model, processes, parallel, steps):
+    """``processes`` concurrent ``crafter_rate`` runs of CPUs // processes threads each."""
+    import concurrent.futures
+    import os
+    import tempfile
+    threads = max(1, common.usable_cpus() // processes)
+    with tempfile.TemporaryDirectory() as barrier, \
+            concurrent.futures.ThreadPoolExecutor(processes) as pool:
+        runs = list(pool.map(lambda _: common.run_isolated(
+            "benchmarks.craft_throughput:crafter_rate", model=model, parallel=parallel,
+            steps=steps, threads=threads, barrier=[barrier, processes]), range(processes)))
+        assert len(os.listdir(barrier)) == processes
+    seconds = max(r["ended"] for r in runs) - min(r["began"] for r in runs)
+    result = _result(f"crafter x{processes} processes", model, parallel * processes, steps,
+                     seconds, None, flops=runs[0]["flops_per_image_step"])
+    return {**result, "processes": processes, "threads_per_process": threads,
+            "parallel": parallel, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "per_process_image_steps_per_s": [r["image_steps_per_s"] for r in runs]}
+
+
+def _result(method, model, parallel, steps, seconds, teacher, flops=None):
     rate = parallel * BATCH * steps / seconds
-    flops = common.flops_per_image_step(teacher)
+    flops = flops or common.flops_per_image_step(teacher)
     return {"method": method, "model": model, "parallel": parallel,
             "images": parallel * BATCH, "steps": steps, "seconds": seconds,
             "image_steps_per_s": rate, "flops_per_image_step": flops,
@@ -128,6 +172,10 @@ def main(argv):
         runs = [eager] + [common.run_isolated("benchmarks.craft_throughput:crafter_rate",
                                               model=model, parallel=p, steps=opts["steps"])
                           for p in parallel]
+        best = max((r for r in runs if r["method"] == "crafter"),
+                   key=lambda r: r["image_steps_per_s"])["parallel"]
+        runs += [processes_rate(model, int(p), best, opts["steps"])
+                 for p in opts["processes"] if int(p) > 1]
         if any(r.get("rewritten") for r in runs):
             runs.append(common.run_isolated("benchmarks.craft_throughput:crafter_rate",
                                             model=model, parallel=max(parallel),
@@ -147,6 +195,7 @@ def main(argv):
     common.write_json(opts["out"], {
         "benchmark": "craft_throughput", "machine": machine,
         "settings": {"models": opts["models"], "parallel": parallel, "batch_size": BATCH,
+                     "processes": [int(p) for p in opts["processes"]],
                      "steps": opts["steps"], "eager_steps": opts["eager_steps"],
                      "quick": FLAGS.quick},
         "results": results})

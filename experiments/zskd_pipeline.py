@@ -45,6 +45,9 @@ def define_flags(dataset):
     flags.DEFINE_integer("parallel_batches", None, "Crafting batches optimised together "
                          "(one shard); does not change the result, only speed and memory "
                          "(default: 1,000 images at once).")
+    flags.DEFINE_integer("craft_processes", None, "Processes crafting shards side by side on "
+                         "this host, each with CPUs / processes threads; does not change the "
+                         "result (default: 2 on a CPU with 2+ cores, 1 with a GPU).")
     flags.DEFINE_enum("pixel", "minmax", ["minmax", "clip", "none", "clip_end"],
                       "Pixel handling after each crafting step (see docs/REPRODUCTION.md).")
     flags.DEFINE_enum("init", "uniform", ["uniform", "normal"],
@@ -80,7 +83,7 @@ def define_flags(dataset):
         flags.register_validator(name, lambda v: v is not None and v >= 1,
                                  f"--{name} must be >= 1")
     for name in ("craft_lr", "student_lr", "finetune_lr", "craft_batch_size",
-                 "parallel_batches"):
+                 "parallel_batches", "craft_processes"):
         flags.register_validator(name, lambda v: v is None or v > 0, f"--{name} must be > 0")
     flags.register_validator("temperature", lambda v: v > 0, "--temperature must be > 0")
     flags.register_validator("image_l2", lambda v: v >= 0, "--image_l2 must be >= 0")
@@ -127,6 +130,7 @@ def main(dataset):
         prior=FLAGS.prior, impressions=FLAGS.impressions, dataset=dataset,
         craft_iterations=FLAGS.craft_iterations, craft_lr=FLAGS.craft_lr,
         craft_batch_size=FLAGS.craft_batch_size, parallel_batches=FLAGS.parallel_batches,
+        craft_processes=FLAGS.craft_processes,
         pixel=FLAGS.pixel, init=FLAGS.init, image_l2=FLAGS.image_l2,
         temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
         student_lr=FLAGS.student_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,

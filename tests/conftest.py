@@ -37,3 +37,15 @@ def write_blob_mnist(directory, n_train, n_test):
         return (np.clip(x[..., 0], 0, 1) * 255).astype(np.uint8), y.astype(np.uint8)
     (x, y), (xt, yt) = u8(n_train, 0), u8(n_test, 1)
     np.savez(os.path.join(directory, "mnist.npz"), x_train=x, y_train=y, x_test=xt, y_test=yt)
+
+
+class Interrupt(Exception):
+    """Raised from an ``on_shard`` callback to simulate a kill between shards."""
+
+
+def small_craft(teacher, n=60):
+    """Targets for ``n`` impressions (betas 1.0 and 0.1) and a 4-step crafting config."""
+    from zskd_tf import impressions, similarity, targets
+    _, alpha = similarity.from_model(teacher)
+    t = targets.sample(alpha, n, betas=(1.0, 0.1), seed=0)
+    return t, impressions.CraftConfig(lr=0.3, batch_size=5, iterations=4)

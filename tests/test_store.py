@@ -4,20 +4,9 @@ import os
 import numpy as np
 import pytest
 
+from conftest import Interrupt, small_craft
 from zskd_tf import impressions
-from zskd_tf import similarity
 from zskd_tf import store
-from zskd_tf import targets as targets_lib
-
-
-class Interrupt(Exception):
-    pass
-
-
-def _setup(teacher, n=60):
-    _, alpha = similarity.from_model(teacher)
-    t = targets_lib.sample(alpha, n, betas=(1.0, 0.1), seed=0)
-    return t, impressions.CraftConfig(lr=0.3, batch_size=5, iterations=4)
 
 
 def _craft(directory, teacher, t, config, **kwargs):
@@ -26,7 +15,7 @@ def _craft(directory, teacher, t, config, **kwargs):
 
 
 def test_interrupted_run_resumes_to_the_same_set(tiny_teacher, tmp_path):
-    t, config = _setup(tiny_teacher)
+    t, config = small_craft(tiny_teacher)
     _craft(tmp_path / "straight", tiny_teacher, t, config)
 
     def stop_after_two(i, crafted, record):
@@ -53,7 +42,7 @@ def test_interrupted_run_resumes_to_the_same_set(tiny_teacher, tmp_path):
 
 
 def test_resume_with_other_parallelism_keeps_shard_layout(tiny_teacher, tmp_path):
-    t, config = _setup(tiny_teacher, 40)
+    t, config = small_craft(tiny_teacher, 40)
     _craft(tmp_path / "a", tiny_teacher, t, config)
     m = store.craft_transfer_set(str(tmp_path / "a"), tiny_teacher, t, config, seed=11,
                                  parallel_batches=8)
@@ -61,7 +50,7 @@ def test_resume_with_other_parallelism_keeps_shard_layout(tiny_teacher, tmp_path
 
 
 def test_different_settings_are_refused(tiny_teacher, tmp_path):
-    t, config = _setup(tiny_teacher, 20)
+    t, config = small_craft(tiny_teacher, 20)
     _craft(tmp_path, tiny_teacher, t, config)
     other = impressions.CraftConfig(lr=0.1, batch_size=5, iterations=4)
     with pytest.raises(ValueError, match="craft"):
@@ -72,7 +61,7 @@ def test_different_settings_are_refused(tiny_teacher, tmp_path):
 
 
 def test_manifest_without_newer_craft_options_resumes_at_their_defaults(tiny_teacher, tmp_path):
-    t, config = _setup(tiny_teacher, 20)
+    t, config = small_craft(tiny_teacher, 20)
     _craft(tmp_path, tiny_teacher, t, config)
     path = tmp_path / "manifest.json"
     manifest = json.loads(path.read_text())
@@ -86,7 +75,7 @@ def test_manifest_without_newer_craft_options_resumes_at_their_defaults(tiny_tea
 
 
 def test_shard_contents_and_manifest(tiny_teacher, tmp_path):
-    t, config = _setup(tiny_teacher, 20)
+    t, config = small_craft(tiny_teacher, 20)
     _craft(tmp_path, tiny_teacher, t, config)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["complete"] and manifest["settings"]["num_impressions"] == 20
@@ -98,6 +87,6 @@ def test_shard_contents_and_manifest(tiny_teacher, tmp_path):
 
 
 def test_batch_size_must_divide(tiny_teacher, tmp_path):
-    t, _ = _setup(tiny_teacher, 20)
+    t, _ = small_craft(tiny_teacher, 20)
     with pytest.raises(ValueError, match="multiple"):
         _craft(tmp_path, tiny_teacher, t, impressions.CraftConfig(lr=0.1, batch_size=3))

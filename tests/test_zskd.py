@@ -7,6 +7,7 @@ import keras
 import pytest
 
 from conftest import blob_images, write_blob_mnist
+from zskd_tf import craft_processes
 from zskd_tf import models
 from zskd_tf import zskd
 
@@ -55,7 +56,7 @@ def test_config_defaults_come_from_the_appendix():
 def _run_binary(*args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-m", "experiments.mnist_zskd", *args], cwd=REPO,
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -63,6 +64,7 @@ def _run_binary(*args):
     (["--num_impressions=15"], "--num_impressions"),
     (["--teacher=/nonexistent/teacher.keras"], "--teacher"),
     (["--craft_lr=0"], "--craft_lr"), (["--image_l2=-1"], "--image_l2"),
+    (["--craft_processes=0"], "--craft_processes"),
 ])
 def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
     workdir = tmp_path / "w"
@@ -87,6 +89,8 @@ def test_binary_runs_end_to_end(tmp_path, tiny_teacher):
     assert set(results["test_accuracy"]) == {"teacher", "zskd", "zskd_augmented"}
     assert results["teacher"]["source"] == str(teacher)
     assert results["config"]["num_impressions"] == 40 and results["strategy"]["replicas"] == 1
+    processes = craft_processes.default_processes()
+    assert results["config"]["craft_processes"] == results["crafting"]["processes"] == processes
     for name in ("config.json", "impressions.png", "student.keras", "student_augmented.keras"):
         assert (workdir / name).exists(), name
 
@@ -99,3 +103,11 @@ def test_default_parallelism_crafts_about_a_thousand_images_at_once():
     assert zskd.Config(parallel_batches=3).resolved().parallel_batches == 3
     with pytest.raises(ValueError, match="parallel_batches"):
         zskd.Config(parallel_batches=0).validate()
+
+
+def test_default_craft_processes_one_per_core_up_to_two():
+    cpus = len(os.sched_getaffinity(0))
+    assert zskd.Config().resolved().craft_processes == max(1, min(2, cpus))
+    assert zskd.Config(craft_processes=3).resolved().craft_processes == 3
+    with pytest.raises(ValueError, match="craft_processes"):
+        zskd.Config(craft_processes=0).validate()

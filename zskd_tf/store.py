@@ -102,13 +102,13 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
     shard_size = manifest["shard_size"]
     num_shards = -(-n // shard_size)
     todo = [i for i in range(index, num_shards, count)
-            if _shard_record(directory, manifest, i) is None]
+            if shard_record(directory, manifest, i) is None]
     devices = list(devices or [None])
     lock = threading.Lock()
 
     def craft_shard(i, crafter):
         lo, hi = i * shard_size, min(n, (i + 1) * shard_size)
-        start = time.perf_counter()
+        started, start = time.time(), time.perf_counter()
         crafted = crafter.craft(
             targets.targets[lo:hi], range(lo // b, hi // b), seed,
             thresholds=None if thresholds is None else thresholds[lo:hi],
@@ -119,6 +119,7 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
                   classes=targets.classes[lo:hi], betas=targets.betas[lo:hi],
                   loss=crafted.loss, steps=crafted.steps, index=np.arange(lo, hi))
         record = {"file": _shard_name(i), "count": hi - lo, "seconds": seconds,
+                  "started": started, "finished": started + seconds,
                   "mean_loss": float(crafted.loss.mean()),
                   "image_steps_per_second": float(crafted.steps.sum() / seconds)}
         io_utils.write_json(os.path.join(directory, _record_name(i)), record)
@@ -160,7 +161,7 @@ def _record_name(i):
     return f"shard-{i:05d}.json"
 
 
-def _shard_record(directory, manifest, i):
+def shard_record(directory, manifest, i):
     """The record of finished shard ``i``, or None."""
     if not os.path.exists(os.path.join(directory, _shard_name(i))):
         return None
@@ -173,7 +174,7 @@ def _shard_record(directory, manifest, i):
 def _finish(directory, manifest, num_shards, index, poll_seconds):
     """Waits for every worker's shards; worker 0 then marks the manifest complete."""
     while True:
-        records = {i: _shard_record(directory, manifest, i) for i in range(num_shards)}
+        records = {i: shard_record(directory, manifest, i) for i in range(num_shards)}
         missing = [i for i, r in records.items() if r is None]
         if not missing:
             break
@@ -187,6 +188,27 @@ def _finish(directory, manifest, num_shards, index, poll_seconds):
         time.sleep(poll_seconds)
         manifest = read_manifest(directory)
     return manifest
+
+
+def crafting_stats(manifest):
+    """Wall-clock seconds, image-steps per second and mean final loss of a transfer set.
+
+    Shards crafted at the same time (several devices, processes or hosts) count their
+    overlapping time once; shards recorded without start times add their own seconds.
+    """
+    shards = list(manifest["shards"].values())
+    spans = sorted((s["started"], s["finished"]) for s in shards if "started" in s)
+    seconds = sum(s["seconds"] for s in shards if "started" not in s)
+    end = -float("inf")
+    for lo, hi in spans:
+        seconds += max(0.0, hi - max(lo, end))
+        end = max(end, hi)
+    steps = sum(s["image_steps_per_second"] * s["seconds"] for s in shards)
+    counts = [s["count"] for s in shards]
+    return {"craft_seconds": seconds,
+            "image_steps_per_second": steps / max(seconds, 1e-9),
+            "mean_final_loss": float(np.average([s["mean_loss"] for s in shards],
+                                                weights=counts))}
 
 
 def _with_craft_defaults(settings):

@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from zskd_tf import augment
+from zskd_tf import craft_processes
 from zskd_tf import data as data_lib
 from zskd_tf import distill
 from zskd_tf import distribute
@@ -47,6 +48,7 @@ class Config:
     craft_lr: float = None
     craft_batch_size: int = None
     parallel_batches: int = None     # default: CRAFT_IMAGES_AT_ONCE // craft_batch_size
+    craft_processes: int = None      # default: craft_processes.default_processes()
     pixel: str = "minmax"
     init: str = "uniform"
     image_l2: float = 0.0
@@ -74,6 +76,8 @@ class Config:
         defaults["finetune_lr"] = paper.SETUPS[self.dataset].finetune_lr
         batch = self.craft_batch_size or defaults["craft_batch_size"]
         defaults["parallel_batches"] = max(1, CRAFT_IMAGES_AT_ONCE // batch)
+        if self.craft_processes is None:
+            defaults["craft_processes"] = craft_processes.default_processes()
         return dataclasses.replace(self, **{k: v for k, v in defaults.items()
                                             if getattr(self, k) is None})
 
@@ -87,7 +91,7 @@ class Config:
                                  for b in self.betas):
             raise ValueError(f"betas must be a non-empty list of numbers > 0, got {self.betas}")
         for name in ("num_impressions", "craft_iterations", "parallel_batches", "batch_size",
-                     "student_epochs"):
+                     "student_epochs", "craft_processes"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.finetune_epochs < 0:
@@ -108,7 +112,8 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None):
     """Similarity -> targets -> crafted transfer set in ``workdir/transfer_set``.
 
     Under a ``strategy`` with several local replicas, each replica crafts whole shards;
-    under ``TF_CONFIG`` each host crafts its share of the shards (``zskd_tf.distribute``).
+    otherwise ``config.craft_processes`` processes do (``zskd_tf.craft_processes``). Under
+    ``TF_CONFIG`` each host crafts its share of the shards (``zskd_tf.distribute``).
     """
     config = config.resolved()
     sim, alpha = similarity.from_model(teacher)
@@ -145,22 +150,25 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None):
             tf.summary.image("class_similarity", report.figure_to_image(
                 report.similarity_figure(sim)))
     start = time.perf_counter()
-    manifest = store.craft_transfer_set(
-        os.path.join(workdir, "transfer_set"), teacher, targets, craft_config,
-        seed=seeding.derive(config.seed, "craft-noise"),
-        parallel_batches=config.parallel_batches, thresholds=thresholds,
-        settings={"impressions": config.impressions, "prior": prior,
-                  "betas": list(betas)}, on_shard=on_shard,
-        devices=distribute.crafting_devices(strategy) if strategy else None,
-        worker=distribute.worker())
-    shards = manifest["shards"].values()
-    craft_seconds = sum(s["seconds"] for s in shards)
-    stats = {"num_impressions": len(targets), "craft_seconds": craft_seconds,
+    kwargs = dict(seed=seeding.derive(config.seed, "craft-noise"),
+                  parallel_batches=config.parallel_batches, thresholds=thresholds,
+                  settings={"impressions": config.impressions, "prior": prior,
+                            "betas": list(betas)},
+                  on_shard=on_shard, worker=distribute.worker())
+    directory = os.path.join(workdir, "transfer_set")
+    devices = distribute.crafting_devices(strategy) if strategy else None
+    processes = 1 if devices else config.craft_processes
+    if devices and config.craft_processes > 1:
+        logging.info("crafting on the strategy's %d devices in this process", len(devices))
+    if processes > 1:
+        manifest = craft_processes.craft(directory, teacher, targets, craft_config,
+                                         processes=processes, **kwargs)
+    else:
+        manifest = store.craft_transfer_set(directory, teacher, targets, craft_config,
+                                            devices=devices, **kwargs)
+    stats = {"num_impressions": len(targets),
              "craft_seconds_this_run": time.perf_counter() - start,
-             "image_steps_per_second": sum(s["image_steps_per_second"] * s["seconds"]
-                                           for s in shards) / max(craft_seconds, 1e-9),
-             "mean_final_loss": float(np.average([s["mean_loss"] for s in shards],
-                                                 weights=[s["count"] for s in shards]))}
+             "processes": processes, **store.crafting_stats(manifest)}
     return sim, stats
 
 

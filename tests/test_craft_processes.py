@@ -1,0 +1,84 @@
+import keras
+import numpy as np
+import pytest
+
+from conftest import Interrupt, small_craft
+from zskd_tf import craft_processes
+from zskd_tf import impressions
+from zskd_tf import store
+
+
+def test_processes_resume_a_set_and_match_one_process(tiny_teacher, tmp_path):
+    t, config = small_craft(tiny_teacher)
+    kwargs = dict(seed=11, parallel_batches=2)
+    store.craft_transfer_set(str(tmp_path / "one"), tiny_teacher, t, config, **kwargs)
+
+    with pytest.raises(Interrupt):
+        store.craft_transfer_set(str(tmp_path / "two"), tiny_teacher, t, config,
+                                 on_shard=_interrupt_first, **kwargs)
+    reported = []
+    manifest = craft_processes.craft(str(tmp_path / "two"), tiny_teacher, t, config,
+                                     processes=2, threads=1,
+                                     on_shard=lambda i, c, r: reported.append(i), **kwargs)
+    assert manifest["complete"] and sorted(manifest["shards"], key=int) == list("012345")
+    assert sorted(reported) == [0, 1, 2, 3, 4, 5]  # shard 0 was found, 1-5 crafted
+    assert not list((tmp_path / "two").glob(".processes*"))  # the hand-over files are gone
+    one, two = store.load(tmp_path / "one"), store.load(tmp_path / "two")
+    for key in one:
+        np.testing.assert_allclose(one[key], two[key], atol=1e-5, err_msg=key)
+    # a finished set is checked and returned without starting processes
+    again = craft_processes.craft(str(tmp_path / "two"), tiny_teacher, t, config,
+                                  processes=2, **kwargs)
+    assert again["shards"] == manifest["shards"]
+
+
+def test_a_failing_process_is_reported(tiny_teacher, tmp_path):
+    t, config = small_craft(tiny_teacher, 20)
+    with pytest.raises(Interrupt):
+        store.craft_transfer_set(str(tmp_path), tiny_teacher, t, config, seed=11,
+                                 parallel_batches=2, on_shard=_interrupt_first)
+    other = impressions.CraftConfig(lr=0.5, batch_size=5, iterations=4)
+    with pytest.raises(RuntimeError, match="crafting process [01] of 2 failed"):
+        craft_processes.craft(str(tmp_path), tiny_teacher, t, other, seed=11,
+                              parallel_batches=2, processes=2, threads=1)
+
+
+def _interrupt_first(i, crafted, record):
+    if i == 0:
+        raise Interrupt
+
+
+@pytest.fixture
+def unsaveable_teacher(tiny_teacher):
+    class Wrapped(keras.Model):  # no get_config: cannot be cloned or saved
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def call(self, x):
+            return self.inner(x)
+    model = Wrapped(tiny_teacher)
+    model(np.zeros((1, 32, 32, 1), np.float32))
+    return model
+
+
+def test_a_teacher_that_cannot_be_saved_gets_a_clear_error(tiny_teacher, unsaveable_teacher,
+                                                           tmp_path):
+    t, config = small_craft(tiny_teacher, 20)
+    with pytest.raises(ValueError, match="craft in one process"):
+        craft_processes.craft(str(tmp_path), unsaveable_teacher, t, config, seed=1,
+                              parallel_batches=2, processes=2)
+
+
+def test_crafting_stats_count_overlapping_shards_once():
+    def shard(start, seconds, count=10):
+        return {"started": start, "finished": start + seconds, "seconds": seconds,
+                "count": count, "mean_loss": 1.0, "image_steps_per_second": 100 / seconds}
+    manifest = {"shards": {"0": shard(0, 10), "1": shard(5, 10), "2": shard(30, 4),
+                           "3": {"seconds": 6, "count": 10, "mean_loss": 3.0,
+                                 "image_steps_per_second": 100 / 6}}}
+    stats = store.crafting_stats(manifest)
+    # [0, 15] + [30, 34] + 6 s without times = 25 s for 400 image-steps
+    assert stats["craft_seconds"] == pytest.approx(25.0)
+    assert stats["image_steps_per_second"] == pytest.approx(400 / 25)
+    assert stats["mean_final_loss"] == pytest.approx(1.5)
