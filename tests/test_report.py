@@ -78,3 +78,32 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
     assert "| uniform, minmax, 0 |" in rows[1] and "| normal, minmax, 0.01 |" in rows[2]
     assert "| mnist_lenet5.keras | 99.00 |" in rows[1]
     assert "| t.keras | 99.00 |" in rows[0] and "| mine.keras | 99.00 |" in rows[2]
+
+
+def _history(path, accuracies):
+    lines = ["epoch,loss,val_accuracy"] + [
+        f"{i},1.0,{'NA' if a is None else a}" for i, a in enumerate(accuracies)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_read_accuracy_history_skips_unevaluated_epochs(tmp_path):
+    _history(tmp_path / "h.csv", [None, 0.5, None, 0.75])
+    epochs, acc = report.read_accuracy_history(tmp_path / "h.csv")
+    np.testing.assert_array_equal(epochs, [2, 4])
+    np.testing.assert_allclose(acc, [50.0, 75.0])
+
+
+def test_curve_figures_one_png_per_setting_with_two_runs(tmp_path):
+    from experiments import summarize
+    for name, n in (("a", 24000), ("b", 24000), ("alone", 600)):
+        d = tmp_path / "zskd" / name
+        d.mkdir(parents=True)
+        run = {"dataset": "mnist", "command": "",
+               "config": {"num_impressions": n, "prior": "uniform", "pixel": "minmax"}}
+        (d / "results.json").write_text(json.dumps(run))
+        _history(d / "student_history.csv", [0.5, 0.6, 0.7])
+    _history(tmp_path / "zskd" / "a" / "student_augmented_history.csv", [0.8, 0.9])
+    text = summarize.curve_figures(str(tmp_path))
+    assert "figures/mnist_24000_student_curves.png" in text and "600" not in text
+    assert os.path.getsize(tmp_path / "figures" / "mnist_24000_student_curves.png") > 1000
+    assert not (tmp_path / "figures" / "mnist_600_student_curves.png").exists()

@@ -109,3 +109,43 @@ def save_similarity_png(sim, path, class_names=None):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def read_accuracy_history(path):
+    """(epochs, test accuracy %) of the evaluated epochs in a Keras ``CSVLogger`` file
+    (epochs counted from 1; rows without ``val_accuracy`` are skipped)."""
+    import csv
+    epochs, accuracy = [], []
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            value = row.get("val_accuracy", "NA")
+            if value not in ("", "NA"):
+                epochs.append(int(row["epoch"]) + 1)
+                accuracy.append(100.0 * float(value))
+    return np.array(epochs), np.array(accuracy)
+
+
+def accuracy_curves_figure(curves, references=(), title=None):
+    """Test accuracy over epochs, one line per run.
+
+    curves: (label, epochs, accuracy %, fine-tune epochs or None, fine-tune accuracy) per
+    run, fine-tuning drawn dashed after the run's last epoch; references: (label, %) drawn
+    as horizontal dotted lines (e.g. the paper's figures).
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, epochs, acc, ft_epochs, ft_acc in curves:
+        line, = ax.plot(epochs, acc, label=label)
+        if ft_epochs is not None and len(ft_epochs):
+            ax.plot(np.asarray(ft_epochs) + epochs[-1], ft_acc, "--", color=line.get_color())
+    for label, value in references:
+        ax.axhline(value, color="gray", linestyle=":", linewidth=1)
+        ax.annotate(label, (0, value), xycoords=("axes fraction", "data"), fontsize=7,
+                    color="gray", va="bottom")
+    ax.set_xlabel("epoch (dashed: augmented fine-tuning after it)")
+    ax.set_ylabel("test accuracy % (monitoring; not used for selection)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
