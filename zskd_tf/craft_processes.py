@@ -48,18 +48,19 @@ def craft(directory, teacher, targets, config, *, seed, parallel_batches, proces
     """``store.craft_transfer_set`` split over ``processes`` local processes.
 
     threads: intra-op threads per process (default: usable CPUs // processes).
-    on_shard: called ``(shard_index, None, record)`` as the processes finish shards.
+    on_shard: called ``(shard_index, None, record)`` for each shard crafted by this call,
+    as the processes finish them.
     worker: this host's (index, count) among hosts; process p is worker
     ``index * processes + p`` of ``count * processes``. Returns the manifest.
     """
     from zskd_tf import store
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
-    common = dict(seed=seed, parallel_batches=parallel_batches, thresholds=thresholds,
-                  settings=settings, on_shard=on_shard, worker=worker)
     manifest = store.read_manifest(directory)
     if manifest is not None and manifest.get("complete"):  # checks settings, crafts nothing
-        return store.craft_transfer_set(directory, teacher, targets, config, **common)
+        return store.craft_transfer_set(
+            directory, teacher, targets, config, seed=seed, parallel_batches=parallel_batches,
+            thresholds=thresholds, settings=settings, worker=worker)
     threads = threads or max(1, _usable_cpus() // processes)
     host, hosts = worker
     work = os.path.join(directory, f".processes-{host}")
@@ -80,6 +81,7 @@ def craft(directory, teacher, targets, config, *, seed, parallel_batches, proces
     children = [_spawn(os.path.join(work, SPEC), host * processes + p, hosts * processes,
                        threads) for p in range(processes)]
     seen = set()
+    _report_new_shards(directory, seen, None)  # shards of an earlier run are not new
     try:
         while True:
             codes = [c.poll() for c in children]
@@ -114,7 +116,7 @@ def _spawn(spec, index, count, threads):
 def _report_new_shards(directory, seen, on_shard):
     from zskd_tf import store
     manifest = store.read_manifest(directory)
-    if manifest is None or on_shard is None:
+    if manifest is None:
         return
     num_shards = -(-manifest["settings"]["num_impressions"] // manifest["shard_size"])
     for i in range(num_shards):
@@ -122,7 +124,8 @@ def _report_new_shards(directory, seen, on_shard):
             record = store.shard_record(directory, manifest, i)
             if record is not None:
                 seen.add(i)
-                on_shard(i, None, record)
+                if on_shard is not None:
+                    on_shard(i, None, record)
 
 
 def _exit_with_parent(parent_pid):
