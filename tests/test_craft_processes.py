@@ -82,3 +82,18 @@ def test_crafting_stats_count_overlapping_shards_once():
     assert stats["craft_seconds"] == pytest.approx(25.0)
     assert stats["image_steps_per_second"] == pytest.approx(400 / 25)
     assert stats["mean_final_loss"] == pytest.approx(1.5)
+
+
+def test_class_impressions_stop_the_same_in_processes(tiny_teacher, tmp_path):
+    t, _ = small_craft(tiny_teacher, 20)
+    config = impressions.CraftConfig(lr=0.3, batch_size=1, iterations=6)
+    thresholds = impressions.class_impression_thresholds(20, seed=3)
+    kwargs = dict(seed=2, parallel_batches=5, thresholds=thresholds)
+    store.craft_transfer_set(str(tmp_path / "one"), tiny_teacher, t, config, **kwargs)
+    craft_processes.craft(str(tmp_path / "two"), tiny_teacher, t, config, processes=2,
+                          threads=1, **kwargs)
+    one = store.load(tmp_path / "one", keys=("images", "steps"))
+    two = store.load(tmp_path / "two", keys=("images", "steps"))
+    assert one["steps"].min() < 6  # some images stopped early
+    np.testing.assert_array_equal(one["steps"], two["steps"])
+    np.testing.assert_allclose(one["images"], two["images"], atol=1e-5)
