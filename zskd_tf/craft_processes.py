@@ -21,6 +21,7 @@ import threading
 import time
 
 import numpy as np
+from absl import flags
 from absl import logging
 
 from zskd_tf import io_utils
@@ -159,6 +160,7 @@ def _work(spec_path, index, count, threads):
 def main(argv):
     spec_path, index, count, threads, parent = argv[1:6]
     _exit_with_parent(int(parent))
+    flags.FLAGS.mark_as_parsed()  # no absl flags here; silences "logging before flag parsing"
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     _work(spec_path, int(index), int(count), int(threads))
