@@ -115,9 +115,7 @@ def curve_figures(results_dir):
         name = f"{dataset}_{n}_student_curves.png"
         fig = report.accuracy_curves_figure(
             curves, references, title=f"{_NAMES.get(dataset, dataset)}, {n} impressions")
-        os.makedirs(os.path.join(results_dir, "figures"), exist_ok=True)
-        fig.savefig(os.path.join(results_dir, "figures", name), dpi=100)
-        report.plt.close(fig)
+        report.save_figure(fig, os.path.join(results_dir, "figures", name))
         links.append(f"![{_NAMES.get(dataset, dataset)}, {n} impressions](figures/{name})\n")
     if not links:
         return ""

@@ -103,12 +103,16 @@ def markdown_table(header, rows):
     return "\n".join(lines) + "\n"
 
 
-def save_similarity_png(sim, path, class_names=None):
+def save_figure(fig, path):
+    """Writes ``fig`` as PNG (creating the folder) and closes it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig = similarity_figure(sim, class_names)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def save_similarity_png(sim, path, class_names=None):
+    return save_figure(similarity_figure(sim, class_names), path)
 
 
 def read_accuracy_history(path):
