@@ -44,7 +44,7 @@ def define_flags(dataset):
                          "loss averaging and min-max renormalisation (default: appendix).")
     flags.DEFINE_integer("parallel_batches", None, "Crafting batches optimised together "
                          "(one shard); does not change the result, only speed and memory "
-                         "(default: 1,000 images at once).")
+                         "(default: 1,000 images at once per process; 100 for CIFAR-10).")
     flags.DEFINE_integer("craft_processes", None, "Processes crafting shards side by side on "
                          "this host, each with CPUs / processes threads; does not change the "
                          "result (default: 2 on a CPU with 2+ cores, 1 with a GPU).")

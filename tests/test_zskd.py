@@ -101,6 +101,8 @@ def test_default_parallelism_crafts_about_a_thousand_images_at_once():
     classes = zskd.Config(dataset="mnist", num_impressions=600, impressions="class").resolved()
     assert classes.craft_batch_size == 1 and classes.parallel_batches == 1000
     assert zskd.Config(parallel_batches=3).resolved().parallel_batches == 3
+    alexnet = zskd.Config(dataset="cifar10", num_impressions=40000).resolved()
+    assert alexnet.craft_batch_size == 100 and alexnet.parallel_batches == 1
     with pytest.raises(ValueError, match="parallel_batches"):
         zskd.Config(parallel_batches=0).validate()
 

@@ -31,9 +31,10 @@ from zskd_tf import targets as targets_lib
 from zskd_tf import training
 
 IMPRESSION_KINDS = ("data", "class")
-# Images crafted together by default: the fastest setting measured for LeNet-5 on a
-# 2-core CPU (benchmarks/results/craft_throughput.json; docs/PERFORMANCE.md).
-CRAFT_IMAGES_AT_ONCE = 1000
+# Images crafted together (per process) by default: the fastest settings measured on a
+# 2-core CPU, 1,000 for LeNet-5 and 100 for AlexNet
+# (benchmarks/results/craft_throughput_run3_*.json; docs/PERFORMANCE.md).
+CRAFT_IMAGES_AT_ONCE = {"mnist": 1000, "fashion_mnist": 1000, "cifar10": 100}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Config:
     craft_iterations: int = 1500
     craft_lr: float = None
     craft_batch_size: int = None
-    parallel_batches: int = None     # default: CRAFT_IMAGES_AT_ONCE // craft_batch_size
+    parallel_batches: int = None     # default: CRAFT_IMAGES_AT_ONCE[dataset] // batch
     craft_processes: int = None      # default: craft_processes.default_processes()
     pixel: str = "minmax"
     init: str = "uniform"
@@ -75,7 +76,7 @@ class Config:
                         "student_lr": setup.student_lr}
         defaults["finetune_lr"] = paper.SETUPS[self.dataset].finetune_lr
         batch = self.craft_batch_size or defaults["craft_batch_size"]
-        defaults["parallel_batches"] = max(1, CRAFT_IMAGES_AT_ONCE // batch)
+        defaults["parallel_batches"] = max(1, CRAFT_IMAGES_AT_ONCE[self.dataset] // batch)
         if self.craft_processes is None:
             defaults["craft_processes"] = craft_processes.default_processes()
         return dataclasses.replace(self, **{k: v for k, v in defaults.items()
