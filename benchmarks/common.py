@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+from zskd_tf import craft_processes  # no TensorFlow at import
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MARKER = "BENCHMARK_RESULT_JSON:"
 _CHILD = f"""
@@ -123,16 +125,11 @@ def _cpu_model():
     return platform.processor() or None
 
 
-def usable_cpus():
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
 def machine_info():
     """CPU, load and software versions (read without importing TensorFlow)."""
     return {
         "cpu_count": os.cpu_count(),
-        "cpus_usable": usable_cpus(),
+        "cpus_usable": craft_processes.usable_cpus(),
         "cpu_model": _cpu_model(),
         "load_average_1_5_15min": list(os.getloadavg()),
         "platform": platform.platform(),

@@ -127,7 +127,8 @@ def processes_rate(model, processes, parallel, steps):
     import concurrent.futures
     import os
     import tempfile
-    threads = max(1, common.usable_cpus() // processes)
+    from zskd_tf import craft_processes
+    threads = craft_processes.threads_per_process(processes)
     with tempfile.TemporaryDirectory() as barrier, \
             concurrent.futures.ThreadPoolExecutor(processes) as pool:
         runs = list(pool.map(lambda _: common.run_isolated(

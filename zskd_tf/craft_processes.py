@@ -37,11 +37,17 @@ def default_processes():
     import tensorflow as tf
     if tf.config.list_physical_devices("GPU"):
         return 1
-    return max(1, min(2, _usable_cpus()))
+    return max(1, min(2, usable_cpus()))
 
 
-def _usable_cpus():
+def usable_cpus():
+    """CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def threads_per_process(processes):
+    """Intra-op threads each of ``processes`` crafting processes gets by default."""
+    return max(1, usable_cpus() // processes)
 
 
 def craft(directory, teacher, targets, config, *, seed, parallel_batches, processes,
@@ -62,7 +68,7 @@ def craft(directory, teacher, targets, config, *, seed, parallel_batches, proces
         return store.craft_transfer_set(
             directory, teacher, targets, config, seed=seed, parallel_batches=parallel_batches,
             thresholds=thresholds, settings=settings, worker=worker)
-    threads = threads or max(1, _usable_cpus() // processes)
+    threads = threads or threads_per_process(processes)
     host, hosts = worker
     work = os.path.join(directory, f".processes-{host}")
     os.makedirs(work, exist_ok=True)
@@ -119,8 +125,7 @@ def _report_new_shards(directory, seen, on_shard):
     manifest = store.read_manifest(directory)
     if manifest is None:
         return
-    num_shards = -(-manifest["settings"]["num_impressions"] // manifest["shard_size"])
-    for i in range(num_shards):
+    for i in range(store.shard_count(manifest)):
         if i not in seen:
             record = store.shard_record(directory, manifest, i)
             if record is not None:

@@ -100,7 +100,7 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
         logging.info("using the manifest's shard size %d (%d batches) rather than %d batches",
                      manifest["shard_size"], manifest["shard_size"] // b, parallel_batches)
     shard_size = manifest["shard_size"]
-    num_shards = -(-n // shard_size)
+    num_shards = shard_count(manifest)
     todo = [i for i in range(index, num_shards, count)
             if shard_record(directory, manifest, i) is None]
     devices = list(devices or [None])
@@ -159,6 +159,11 @@ def _teacher_on(teacher, device):
 
 def _record_name(i):
     return f"shard-{i:05d}.json"
+
+
+def shard_count(manifest):
+    """Number of shards of the transfer set ``manifest`` describes."""
+    return -(-manifest["settings"]["num_impressions"] // manifest["shard_size"])
 
 
 def shard_record(directory, manifest, i):
