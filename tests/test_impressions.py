@@ -132,6 +132,22 @@ def test_class_impressions_stop_at_their_confidence(tiny_teacher):
     np.testing.assert_allclose(alone.images[0], out.images[i], atol=1e-6)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_class_impressions_with_clip_end_judge_the_clipped_image(tiny_teacher, fast):
+    """The stop test must see the image that is returned (clipped), not the free one."""
+    y = np.eye(10, dtype=np.float32)
+    thresholds = impressions.class_impression_thresholds(10, seed=0)
+    config = impressions.CraftConfig(lr=0.1, batch_size=1, iterations=300, temperature=1.0,
+                                     init="normal", pixel="clip_end")
+    out = impressions.Crafter(tiny_teacher, config, fast=fast).craft(
+        y, range(10), seed=0, thresholds=thresholds)
+    stopped = out.steps < 300
+    assert stopped.sum() >= 5
+    reached = out.soft_labels[np.arange(10), np.arange(10)]
+    assert (reached[stopped] >= thresholds[stopped]).all()
+    assert out.images.min() >= 0 and out.images.max() <= 1
+
+
 def test_thresholds_in_paper_range():
     t = impressions.class_impression_thresholds(1000, seed=0)
     assert t.min() >= 0.55 and t.max() <= 0.70

@@ -144,6 +144,8 @@ class Crafter:
         grad = tape.gradient(loss, self.x)
         self.t.assign_add(1.0)
         if use_stop:
+            if c.pixel == "clip_end":  # judge the image that would be returned
+                logits, _ = self._loss_terms(tf.clip_by_value(self.x, 0.0, 1.0))
             conf = tf.reduce_sum(tf.nn.softmax(logits) * self.y, axis=-1)
             self.active.assign(tf.logical_and(self.active, conf < self.threshold))
             before = self.x.read_value()  # a snapshot: the update below copies on write
