@@ -64,18 +64,20 @@ def zskd_section(results_dir):
         paper_zskd, paper_aug = _paper_numbers(r["dataset"], cfg)
         rows.append([
             _NAMES.get(r["dataset"], r["dataset"]), cfg["num_impressions"],
-            ",".join(str(b) for b in cfg["betas"]), cfg["prior"], _crafting_recipe(cfg),
+            "-" if cfg.get("impressions") == "class" else ",".join(str(b) for b in cfg["betas"]),
+            _targets_label(cfg), _crafting_recipe(cfg),
             cfg["craft_iterations"], craft["mean_final_loss"], _teacher_file(r),
             acc["teacher"],
             acc["zskd"], paper_zskd, acc.get("zskd_augmented"), paper_aug,
             f"{r['student']['epochs']} + {aug.get('epochs', 0)}",
             craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
             os.path.relpath(path, results_dir)])
-    header = ["data set", "DIs", "betas", "prior", "init, pixel, image L2", "craft its",
+    header = ["data set", "impressions", "betas", "targets", "init, pixel, image L2",
+              "craft its",
               "final craft CE", "teacher", "teacher %", "ZSKD %", "paper %",
               "ZSKD + aug. %", "paper %", "student + fine-tune epochs",
               "crafting min", "image-steps/s", "JSON"]
-    return ("## Zero-shot distillation (Tables 1-3, 6, 7)\n\nFinal-epoch test accuracy; "
+    return ("## Zero-shot distillation (Tables 1-3, 6, 7; Fig. 3)\n\nFinal-epoch test accuracy; "
             "nothing is selected on the test set. The paper's figure is shown only for the "
             "setting it reports (its headline transfer-set size).\n\n"
             + report.markdown_table(header, rows)
@@ -103,8 +105,9 @@ def curve_figures(results_dir):
             epochs, acc = report.read_accuracy_history(history)
             tuned = os.path.join(run_dir, "student_augmented_history.csv")
             ft = report.read_accuracy_history(tuned) if os.path.exists(tuned) else (None, None)
-            label = (f"{os.path.basename(run_dir)}: {_teacher_file(r)}, {r['config']['prior']}, "
-                     f"{_crafting_recipe(r['config'])}")
+            cfg = r["config"]
+            label = (f"{os.path.basename(run_dir)}: {_teacher_file(r)}, {_targets_label(cfg)}, "
+                     f"{_crafting_recipe(cfg)}")
             curves.append((label, epochs, acc, *ft))
         reported = paper.REPORTED[dataset]
         references = []
@@ -121,6 +124,11 @@ def curve_figures(results_dir):
         return ""
     return ("\nStudents' test accuracy while training (monitoring only; the table's figures "
             "are final-epoch):\n\n" + "\n".join(links))
+
+
+def _targets_label(cfg):
+    """The Dirichlet prior of Data Impressions, or "class impressions" (one-hot targets)."""
+    return "class impressions" if cfg.get("impressions") == "class" else cfg["prior"]
 
 
 def _crafting_recipe(cfg):

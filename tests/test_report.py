@@ -59,7 +59,8 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
             ("headline", 24000, {}, {}),
             ("small", 600, {"init": "normal", "image_l2": 0.01},
              {"teacher": {"test_accuracy": 99.0, "source": "/x/mine.keras"}}),
-            ("by_flag", 600, {}, {"command": "python -m experiments.x --teacher=t.keras"})):
+            ("by_flag", 600, {}, {"command": "python -m experiments.x --teacher=t.keras"}),
+            ("class", 24000, {"impressions": "class"}, {})):
         d = tmp_path / "zskd" / name
         d.mkdir(parents=True)
         run = {"dataset": "mnist", "test_accuracy": {"teacher": 99.0, "zskd": 90.5,
@@ -72,7 +73,10 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
                "student": {"epochs": 5}, **teacher}
         (d / "results.json").write_text(json.dumps(run))
     rows = [l for l in summarize.zskd_section(str(tmp_path)).splitlines() if "| MNIST |" in l]
-    # sorted by folder: by_flag, headline, small
+    # sorted by folder: by_flag, class, headline, small
+    class_row = rows.pop(1)
+    assert "| - | class impressions |" in class_row and "| 90.50 | - |" in class_row
+    assert "| class_similarity |" in rows[1]
     assert "| 24000 |" in rows[1] and "| 90.50 | 96.98 |" in rows[1]
     assert "| 600 |" in rows[2] and "| 90.50 | - |" in rows[2]
     assert "| uniform, minmax, 0 |" in rows[1] and "| normal, minmax, 0.01 |" in rows[2]
