@@ -107,9 +107,14 @@ def test_default_parallelism_crafts_about_a_thousand_images_at_once():
         zskd.Config(parallel_batches=0).validate()
 
 
-def test_default_craft_processes_one_per_core_up_to_two():
-    cpus = len(os.sched_getaffinity(0))
-    assert zskd.Config().resolved().craft_processes == max(1, min(2, cpus))
+@pytest.mark.parametrize("cpus, gpus, expected", [(1, [], 1), (2, [], 2), (8, [], 2),
+                                                   (8, ["GPU:0"], 1)])
+def test_default_craft_processes_one_per_core_up_to_two(monkeypatch, cpus, gpus, expected):
+    import tensorflow as tf
+    monkeypatch.setattr(craft_processes, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    assert zskd.Config().resolved().craft_processes == expected
     assert zskd.Config(craft_processes=3).resolved().craft_processes == 3
     with pytest.raises(ValueError, match="craft_processes"):
         zskd.Config(craft_processes=0).validate()
