@@ -64,8 +64,7 @@ def zskd_section(results_dir):
         paper_zskd, paper_aug = _paper_numbers(r["dataset"], cfg)
         rows.append([
             _NAMES.get(r["dataset"], r["dataset"]), cfg["num_impressions"],
-            "-" if cfg.get("impressions") == "class" else ",".join(str(b) for b in cfg["betas"]),
-            _targets_label(cfg), _crafting_recipe(cfg),
+            _betas_label(cfg), _targets_label(cfg), _crafting_recipe(cfg),
             cfg["craft_iterations"], craft["mean_final_loss"], _teacher_file(r),
             acc["teacher"],
             acc["zskd"], paper_zskd, acc.get("zskd_augmented"), paper_aug,
@@ -73,8 +72,7 @@ def zskd_section(results_dir):
             craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
             os.path.relpath(path, results_dir)])
     header = ["data set", "impressions", "betas", "targets", "init, pixel, image L2",
-              "craft its",
-              "final craft CE", "teacher", "teacher %", "ZSKD %", "paper %",
+              "craft its", "final craft CE", "teacher", "teacher %", "ZSKD %", "paper %",
               "ZSKD + aug. %", "paper %", "student + fine-tune epochs",
               "crafting min", "image-steps/s", "JSON"]
     return ("## Zero-shot distillation (Tables 1-3, 6, 7; Fig. 3)\n\nFinal-epoch test accuracy; "
@@ -124,6 +122,11 @@ def curve_figures(results_dir):
         return ""
     return ("\nStudents' test accuracy while training (monitoring only; the table's figures "
             "are final-epoch):\n\n" + "\n".join(links))
+
+
+def _betas_label(cfg):
+    """Class impressions have no Dirichlet, so no betas."""
+    return "-" if cfg.get("impressions") == "class" else ",".join(map(str, cfg["betas"]))
 
 
 def _targets_label(cfg):
