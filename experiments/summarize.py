@@ -61,7 +61,8 @@ def zskd_section(results_dir):
     for path, r in runs:
         acc, cfg, craft = r["test_accuracy"], r["config"], r["crafting"]
         aug = r.get("student_augmented", {})
-        paper_zskd, paper_aug = _paper_numbers(r["dataset"], cfg)
+        paper_zskd, paper_aug = paper.reported_zskd(r["dataset"], cfg["num_impressions"],
+                                                    cfg["impressions"], cfg["prior"])
         rows.append([
             _NAMES.get(r["dataset"], r["dataset"]), cfg["num_impressions"],
             _betas_label(cfg), _targets_label(cfg), _crafting_recipe(cfg),
@@ -149,17 +150,6 @@ def _teacher_file(r):
         source = (given[-1].split("=", 1)[1] if given else
                   f"{r['dataset']}_{paper.SETUPS[r['dataset']].teacher}.keras")
     return os.path.basename(source)
-
-
-def _paper_numbers(dataset, cfg):
-    """The paper's ZSKD figures for the same setting, or None where it reports none."""
-    reported = paper.REPORTED[dataset]
-    if (cfg["num_impressions"] != paper.HEADLINE_IMPRESSIONS[dataset]
-            or cfg["impressions"] != "data"):
-        return None, None
-    if cfg["prior"] == "uniform":
-        return reported["zskd_uniform_prior"], None
-    return reported["zskd"], reported["zskd_augmented"]
 
 
 def main(argv):

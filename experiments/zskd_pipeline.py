@@ -139,7 +139,7 @@ def main(dataset):
     result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
                       strategy=strategy)
     if "student" in result:  # a non-chief host only crafts
-        _report(dataset, teacher_source, result, strategy)
+        _report(dataset, teacher_source, result, strategy, config)
 
 
 def _models(dataset, data):
@@ -170,8 +170,10 @@ def _models(dataset, data):
     return teacher, teacher_source, student
 
 
-def _report(dataset, teacher_source, result, strategy):
+def _report(dataset, teacher_source, result, strategy, config):
     reported = paper.REPORTED[dataset]
+    paper_zskd, paper_aug = paper.reported_zskd(dataset, config.num_impressions,
+                                                config.impressions, config.prior)
     summary = {
         "dataset": dataset,
         "test_accuracy": {
@@ -179,7 +181,8 @@ def _report(dataset, teacher_source, result, strategy):
             "zskd": result["student"]["test_accuracy"],
             "zskd_augmented": result.get("student_augmented", {}).get("test_accuracy"),
         },
-        "paper": {"zskd": reported["zskd"], "zskd_augmented": reported["zskd_augmented"],
+        # the paper's figures for this setting (None: it reports none)
+        "paper": {"zskd": paper_zskd, "zskd_augmented": paper_aug,
                   "teacher_ce": reported["teacher_ce"]},
         "selection": "final epoch; no model selection on the test set",
         "strategy": {"name": FLAGS.strategy, "replicas": strategy.num_replicas_in_sync},
@@ -188,7 +191,10 @@ def _report(dataset, teacher_source, result, strategy):
     }
     common.write_results(FLAGS.workdir, summary)
     acc = summary["test_accuracy"]
-    logging.info("ZSKD test accuracy %.2f%% (paper %.2f%%); augmented %s (paper %.2f%%)",
-                 acc["zskd"], reported["zskd"],
-                 "-" if acc["zskd_augmented"] is None else f"{acc['zskd_augmented']:.2f}%",
-                 reported["zskd_augmented"])
+    logging.info("ZSKD test accuracy %s (paper %s); augmented %s (paper %s)",
+                 *(_percent(v) for v in (acc["zskd"], paper_zskd, acc["zskd_augmented"],
+                                         paper_aug)))
+
+
+def _percent(value):
+    return "-" if value is None else f"{value:.2f}%"

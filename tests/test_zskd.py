@@ -9,6 +9,7 @@ import pytest
 from conftest import blob_images, write_blob_mnist
 from zskd_tf import craft_processes
 from zskd_tf import models
+from zskd_tf import paper
 from zskd_tf import zskd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,10 +90,20 @@ def test_binary_runs_end_to_end(tmp_path, tiny_teacher):
     assert set(results["test_accuracy"]) == {"teacher", "zskd", "zskd_augmented"}
     assert results["teacher"]["source"] == str(teacher)
     assert results["config"]["num_impressions"] == 40 and results["strategy"]["replicas"] == 1
+    # the paper reports nothing for 40 impressions: no figure to set beside ours
+    assert results["paper"]["zskd"] is None and results["paper"]["zskd_augmented"] is None
+    assert "ZSKD test accuracy" in proc.stderr and "(paper -)" in proc.stderr
     processes = craft_processes.default_processes()
     assert results["config"]["craft_processes"] == results["crafting"]["processes"] == processes
     for name in ("config.json", "impressions.png", "student.keras", "student_augmented.keras"):
         assert (workdir / name).exists(), name
+
+
+def test_paper_figures_only_for_the_setting_the_paper_reports():
+    assert paper.reported_zskd("mnist", 24000) == (96.98, 98.77)
+    assert paper.reported_zskd("fashion_mnist", 48000, prior="uniform") == (56.24, None)
+    assert paper.reported_zskd("mnist", 6000) == (None, None)
+    assert paper.reported_zskd("mnist", 24000, impressions="class") == (None, None)
 
 
 def test_default_parallelism_crafts_about_a_thousand_images_at_once():

@@ -91,6 +91,18 @@ REPORTED = {
                 "zskd": 56.80, "zskd_augmented": 69.56, "zskd_uniform_prior": 49.23},
 }
 
+
+def reported_zskd(dataset, num_impressions, impressions="data", prior="class_similarity"):
+    """The paper's (ZSKD %, ZSKD + augmentation %) for this setting; None where it
+    reports none (other transfer-set sizes, class impressions, augmentation with the
+    uniform prior)."""
+    reported = REPORTED[dataset]
+    if num_impressions != HEADLINE_IMPRESSIONS[dataset] or impressions != "data":
+        return None, None
+    if prior == "uniform":
+        return reported["zskd_uniform_prior"], None
+    return reported["zskd"], reported["zskd_augmented"]
+
 # Third-party reproductions of the MNIST result we know of (test accuracy %, ZSKD).
 THIRD_PARTY_MNIST = {"tf1_reproduction": 97.92, "pytorch_reproduction": 96.98}
 
