@@ -103,6 +103,7 @@ def reported_zskd(dataset, num_impressions, impressions="data", prior="class_sim
         return reported["zskd_uniform_prior"], None
     return reported["zskd"], reported["zskd_augmented"]
 
+
 # Third-party reproductions of the MNIST result we know of (test accuracy %, ZSKD).
 THIRD_PARTY_MNIST = {"tf1_reproduction": 97.92, "pytorch_reproduction": 96.98}
 
