@@ -139,7 +139,7 @@ def main(dataset):
     result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
                       strategy=strategy)
     if "student" in result:  # a non-chief host only crafts
-        _report(dataset, teacher_source, result, strategy, config)
+        _report(teacher_source, result, strategy, config)
 
 
 def _models(dataset, data):
@@ -170,7 +170,8 @@ def _models(dataset, data):
     return teacher, teacher_source, student
 
 
-def _report(dataset, teacher_source, result, strategy, config):
+def _report(teacher_source, result, strategy, config):
+    dataset = config.dataset
     reported = paper.REPORTED[dataset]
     paper_zskd, paper_aug = paper.reported_zskd(dataset, config.num_impressions,
                                                 config.impressions, config.prior)
