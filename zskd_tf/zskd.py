@@ -179,10 +179,17 @@ def distill_student(teacher, student, workdir, config, test=None, augmented=Fals
     mixture of impressions and augmented impressions (stage ``student_augmented``).
 
     With a ``strategy``, teacher and student must have been built under its scope."""
+    x = store.load(os.path.join(workdir, "transfer_set"), keys=("images",))["images"]
+    return distill_images(teacher, student, x, workdir, config, test, augmented, strategy)
+
+
+def distill_images(teacher, student, x, workdir, config, test=None, augmented=False,
+                   strategy=None):
+    """``distill_student`` on the images ``x`` (any unlabelled transfer set): reads
+    the student schedule, temperature, seed and augmentation settings from ``config``."""
     config = config.resolved()
     stage = "student_augmented" if augmented else "student"
     seed = seeding.seed_stage(config.seed, stage)
-    x = store.load(os.path.join(workdir, "transfer_set"), keys=("images",))["images"]
     steps = -(-len(x) // config.batch_size)
     ds = data_lib.make_dataset(x, batch_size=config.batch_size, shuffle=True, seed=seed,
                                repeat=True)
@@ -203,6 +210,29 @@ def distill_student(teacher, student, workdir, config, test=None, augmented=Fals
     return training.fit(distiller, ds, epochs=epochs, workdir=workdir, stage=stage,
                         validation_data=val, validation_freq=max(1, config.eval_every),
                         steps_per_epoch=steps, export=student, verbose=2)
+
+
+def distill_and_evaluate(teacher, student, x, workdir, config, test=None, strategy=None):
+    """Distillation on the images ``x``, then augmented fine-tuning if ``config.augment``;
+    with ``test`` = (x_test, y_test), each stage's final-epoch test accuracy, the
+    teacher's, and (labelled as selected on the test set) each stage's best monitored one.
+    """
+    results = {"student": distill_images(teacher, student, x, workdir, config, test,
+                                         strategy=strategy)}
+    if test is not None:
+        results["student"].update(distill.evaluate(student, *test))
+    if config.augment and config.finetune_epochs > 0:
+        results["student_augmented"] = distill_images(teacher, student, x, workdir, config,
+                                                      test, augmented=True, strategy=strategy)
+        if test is not None:
+            results["student_augmented"].update(distill.evaluate(student, *test))
+    if test is not None:
+        results["teacher"] = distill.evaluate(teacher, *test)
+        for key in ("student", "student_augmented"):
+            if key in results:
+                results[key]["max_test_accuracy_over_epochs_selected_on_test"] = \
+                    training.max_monitored_accuracy(workdir, key)
+    return results
 
 
 def run(teacher, student, workdir, config, test=None, strategy=None):
@@ -230,22 +260,9 @@ def run(teacher, student, workdir, config, test=None, strategy=None):
     grid_path = os.path.join(workdir, "impressions.png")
     report.save_impression_grid(os.path.join(workdir, "transfer_set"), grid_path, writer)
     writer.flush()
+    x = store.load(os.path.join(workdir, "transfer_set"), keys=("images",))["images"]
     results = {"config": dataclasses.asdict(config), "crafting": craft_stats,
-               "student": distill_student(teacher, student, workdir, config, test,
-                                          strategy=strategy)}
-    if test is not None:
-        results["student"].update(distill.evaluate(student, *test))
-    if config.augment and config.finetune_epochs > 0:
-        results["student_augmented"] = distill_student(teacher, student, workdir, config, test,
-                                                       augmented=True, strategy=strategy)
-        if test is not None:
-            results["student_augmented"].update(distill.evaluate(student, *test))
-    if test is not None:
-        results["teacher"] = distill.evaluate(teacher, *test)
-        for key in ("student", "student_augmented"):
-            if key in results:
-                results[key]["max_test_accuracy_over_epochs_selected_on_test"] = \
-                    training.max_monitored_accuracy(workdir, key)
+               **distill_and_evaluate(teacher, student, x, workdir, config, test, strategy)}
     io_utils.write_json(os.path.join(workdir, "zskd.json"), results)
     return results
 
