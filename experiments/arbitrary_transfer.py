@@ -1,0 +1,126 @@
+r"""Distillation on an arbitrary transfer set (Nayak et al., WACV 2021).
+
+    python -m experiments.arbitrary_transfer --dataset=mnist --transfer=fashion_mnist \
+        --num_samples=6000 --workdir=runs/arb_mnist_fmnist
+
+The teacher (``--teacher``, else the committed pretrained one for ``--dataset``) labels
+the training images of ``--transfer`` (or uniform noise); ``--num_samples`` of them are
+chosen so its predicted classes are balanced (``--nobalance``: at random), and the
+student is distilled on them as on Data Impressions. Writes config.json, tb/,
+transfer_set.png (chosen images per predicted class), student.keras and results.json.
+Rerunning the same command resumes.
+"""
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from experiments import common
+from experiments import zskd_pipeline
+from zskd_tf import paper
+
+SOURCES = ("uniform_noise",) + common.DATASETS
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("dataset", "mnist", common.DATASETS,
+                  "The teacher's data set: sets the default teacher, student and test set.")
+flags.DEFINE_enum("transfer", "fashion_mnist", SOURCES,
+                  "Where the transfer set comes from: another data set's training images "
+                  "(labels unused; grey <-> RGB converted to the teacher's channels) or "
+                  "uniform noise. The teacher's own data set gives the non-data-free "
+                  "reference.")
+flags.DEFINE_integer("num_samples", 6000, "Transfer-set size.")
+flags.DEFINE_bool("balance", True, "Choose the samples so the teacher's predicted classes "
+                  "are equally represented (as far as the pool allows); else at random.")
+flags.DEFINE_integer("noise_pool", 100000, "Noise images drawn to choose from "
+                     "(--transfer=uniform_noise).")
+flags.DEFINE_string("teacher", None, "Teacher .keras file (default: the committed "
+                    "pretrained teacher of --dataset).")
+flags.DEFINE_integer("student_epochs", 200, "Distillation epochs.")
+flags.DEFINE_float("student_lr", None, "Distillation learning rate (default: the "
+                   "appendix's usual one for Data Impressions: 0.01, CIFAR-10 0.001).")
+flags.DEFINE_integer("batch_size", paper.BATCH_SIZE, "Distillation batch size.")
+flags.DEFINE_bool("augment", False, "Fine-tune on a mixture of the transfer set and its "
+                  "augmentations afterwards (as ZSKD's Table 6).")
+flags.DEFINE_integer("finetune_epochs", 100, "Augmented fine-tuning epochs.")
+flags.DEFINE_float("temperature", paper.TEMPERATURE, "Distillation temperature.")
+flags.DEFINE_integer("eval_every", 10, "Log test accuracy every N epochs (monitoring "
+                     "only; 0: never). Reported figures are final-epoch.")
+common.define_common_flags()
+for _name in ("num_samples", "noise_pool", "student_epochs", "batch_size"):
+    flags.register_validator(_name, lambda v: v is not None and v >= 1,
+                             f"--{_name} must be >= 1")
+flags.register_validator("student_lr", lambda v: v is None or v > 0,
+                         "--student_lr must be > 0")
+flags.register_validator("finetune_epochs", lambda v: v >= 0, "--finetune_epochs must be >= 0")
+flags.register_validator("temperature", lambda v: v > 0, "--temperature must be > 0")
+flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
+flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
+                         "--teacher must name an existing .keras file")
+flags.register_multi_flags_validator(
+    ["transfer", "num_samples", "noise_pool"],
+    lambda v: v["transfer"] != "uniform_noise" or v["noise_pool"] >= v["num_samples"],
+    "--noise_pool must be at least --num_samples")
+flags.register_multi_flags_validator(
+    ["transfer", "num_samples"],
+    lambda v: v["transfer"] == "uniform_noise"
+    or v["num_samples"] <= paper.SETUPS[v["transfer"]].train_size,
+    "--num_samples must not exceed the --transfer data set's training images "
+    "(60,000; CIFAR-10 50,000)")
+
+
+def main(argv):
+    del argv
+    from zskd_tf import arbitrary
+    from zskd_tf import data as data_lib
+    from zskd_tf import models
+    from zskd_tf import seeding
+    from zskd_tf import zskd
+
+    setup = paper.SETUPS[FLAGS.dataset]
+    teacher_path = FLAGS.teacher or zskd_pipeline.pretrained_path(FLAGS.dataset, setup.teacher)
+    if not os.path.isfile(teacher_path):
+        raise app.UsageError(f"no teacher at {teacher_path}: pass --teacher")
+    if FLAGS.transfer == FLAGS.dataset:
+        logging.warning("--transfer is the teacher's own data set: a reference, not data-free")
+    workdir = FLAGS.workdir
+    common.write_config(workdir)
+    data = data_lib.load(FLAGS.dataset, FLAGS.data_dir)
+    teacher = models.load(teacher_path)
+    images = arbitrary.pool(FLAGS.transfer, data.image_shape, FLAGS.data_dir,
+                            noise_size=FLAGS.noise_pool,
+                            seed=seeding.derive(FLAGS.seed, "noise-pool"))
+    transfer = arbitrary.select(teacher, images, FLAGS.num_samples, balance=FLAGS.balance,
+                                seed=seeding.derive(FLAGS.seed, "select"))
+    del images
+    logging.info("transfer set: %d images; teacher's classes %s (pool: %s)",
+                 len(transfer.images), transfer.histogram.tolist(),
+                 transfer.pool_histogram.tolist())
+    arbitrary.save_grid(transfer, teacher, os.path.join(workdir, "transfer_set.png"),
+                        FLAGS.temperature, class_names=list(data.class_names))
+    seeding.seed_stage(FLAGS.seed, "student-init")
+    student = models.get(setup.student, input_shape=data.image_shape)
+    config = zskd.Config(
+        num_impressions=FLAGS.num_samples, dataset=FLAGS.dataset,
+        temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
+        student_lr=FLAGS.student_lr or setup.student_di_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,
+        finetune_epochs=FLAGS.finetune_epochs, eval_every=FLAGS.eval_every, seed=FLAGS.seed)
+    result = arbitrary.run(teacher, student, transfer, workdir, config,
+                           test=(data.x_test, data.y_test))
+    summary = {
+        "dataset": FLAGS.dataset, "transfer": FLAGS.transfer, "balance": FLAGS.balance,
+        "test_accuracy": {
+            "teacher": result["teacher"]["test_accuracy"],
+            "student": result["student"]["test_accuracy"],
+            "student_augmented": result.get("student_augmented", {}).get("test_accuracy")},
+        "selection": "final epoch; no model selection on the test set",
+        **result,
+        "teacher": {**result["teacher"], "source": teacher_path},
+    }
+    common.write_results(workdir, summary)
+    logging.info("student test accuracy %.2f%% (teacher %.2f%%)",
+                 summary["test_accuracy"]["student"], summary["test_accuracy"]["teacher"])
+
+
+if __name__ == "__main__":
+    app.run(main)
