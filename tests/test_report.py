@@ -111,3 +111,25 @@ def test_curve_figures_one_png_per_setting_with_two_runs(tmp_path):
     assert "figures/mnist_24000_student_curves.png" in text and "600" not in text
     assert os.path.getsize(tmp_path / "figures" / "mnist_24000_student_curves.png") > 1000
     assert not (tmp_path / "figures" / "mnist_600_student_curves.png").exists()
+
+
+def test_arbitrary_table_and_pool_figure(tmp_path):
+    from experiments import summarize
+    assert summarize.arbitrary_section(str(tmp_path)) == ""
+    for name, balance, hist in (("bal", True, [5, 5, 2]), ("rnd", False, [9, 2, 1])):
+        d = tmp_path / "arbitrary" / name
+        d.mkdir(parents=True)
+        run = {"dataset": "mnist", "transfer": "cifar10", "balance": balance,
+               "test_accuracy": {"teacher": 99.0, "student": 61.25, "student_augmented": None},
+               "transfer_set": {"size": 12, "balance": min(hist) / max(hist),
+                                "pool_histogram": [50, 30, 2]},
+               "student": {"epochs": 7, "max_test_accuracy_over_epochs_selected_on_test": 70.5},
+               "teacher": {"source": "/x/mine.keras"}}
+        (d / "results.json").write_text(json.dumps(run))
+    text = summarize.arbitrary_section(str(tmp_path))
+    rows = [l for l in text.splitlines() if l.startswith("| MNIST |")]
+    assert len(rows) == 2
+    assert "| mine.keras | 99.00 | CIFAR-10 | balanced | 12 | 0.40 | 61.25 | 70.50 | - | 7 |" \
+        in rows[0]
+    assert "| random |" in rows[1]
+    assert os.path.getsize(tmp_path / "figures" / "arbitrary_pool_classes.png") > 1000

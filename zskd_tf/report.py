@@ -153,3 +153,20 @@ def accuracy_curves_figure(curves, references=(), title=None):
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def class_histograms_figure(histograms):
+    """Bars of the share of images per class, one panel per labelled histogram (e.g. a
+    teacher's predicted classes on each arbitrary source)."""
+    n = len(histograms)
+    fig, axes = plt.subplots(n, 1, figsize=(6, 1.6 * n + 0.6), squeeze=False, sharex=True)
+    for ax, (label, counts) in zip(axes[:, 0], histograms.items()):
+        counts = np.asarray(counts, np.float64)
+        ax.bar(range(len(counts)), 100.0 * counts / max(1.0, counts.sum()))
+        ax.axhline(100.0 / len(counts), color="gray", linestyle=":", linewidth=1)
+        ax.set_title(label, fontsize=8)
+        ax.set_ylabel("% of pool", fontsize=7)
+    axes[-1, 0].set_xlabel("teacher's predicted class (dotted: balanced share)")
+    axes[-1, 0].set_xticks(range(len(counts)))
+    fig.tight_layout()
+    return fig
