@@ -97,12 +97,13 @@ def arbitrary_section(results_dir):
             _NAMES.get(r["dataset"], r["dataset"]), _teacher_file(r), acc["teacher"],
             _NAMES.get(r["transfer"], r["transfer"]),
             "balanced" if r["balance"] else "random", ts["size"], ts["balance"],
-            acc["student"], r["student"].get("max_test_accuracy_over_epochs_selected_on_test"),
+            _percent(r.get("student_agrees_with_teacher_on_transfer_set")), acc["student"], r["student"].get("max_test_accuracy_over_epochs_selected_on_test"),
             acc.get("student_augmented"), r["student"]["epochs"],
             os.path.relpath(path, results_dir)])
         pools[(r["dataset"], _teacher_file(r), r["transfer"])] = ts["pool_histogram"]
     header = ["teacher's data", "teacher", "teacher %", "transfer set from", "choice", "size",
-              "balance (min / max class)", "student % (final epoch)",
+              "balance (min / max class)", "student = teacher on the set %",
+              "student % (final epoch)",
               "max over epochs % (selected on test)", "+ aug. %", "epochs", "JSON"]
     name = "arbitrary_pool_classes.png"
     report.save_figure(report.class_histograms_figure(
@@ -157,6 +158,10 @@ def curve_figures(results_dir):
         return ""
     return ("\nStudents' test accuracy while training (monitoring only; the table's figures "
             "are final-epoch):\n\n" + "\n".join(links))
+
+
+def _percent(fraction):
+    return None if fraction is None else 100.0 * fraction
 
 
 def _betas_label(cfg):

@@ -72,6 +72,16 @@ def test_balanced_selection_evens_out_the_teachers_classes(tiny_teacher):
     np.testing.assert_array_equal(again.images, balanced.images)  # seeded
 
 
+def test_agreement_with_teacher_flags_a_collapsed_student(tiny_teacher):
+    x, _ = _skewed_pool(300)
+    transfer = arbitrary.select(tiny_teacher, x, 100, seed=0)
+    assert arbitrary.agreement_with_teacher(tiny_teacher, transfer) == 1.0
+    dead = models.lenet5_half()
+    dead.set_weights([np.zeros_like(w) for w in dead.get_weights()])  # constant logits
+    assert arbitrary.agreement_with_teacher(dead, transfer) == pytest.approx(
+        transfer.histogram[0] / 100)
+
+
 def test_match_channels():
     rgb = np.random.default_rng(0).random((2, 4, 4, 3), dtype=np.float32)
     grey = arbitrary.match_channels(rgb, 1)
@@ -106,6 +116,7 @@ def test_run_distils_and_resumes(tiny_teacher, tmp_path):
     result = arbitrary.run(tiny_teacher, models.lenet5_half(), transfer, str(tmp_path),
                            config, test=(xt, yt))
     assert result["transfer_set"]["size"] == 100
+    assert 0 <= result["student_agrees_with_teacher_on_transfer_set"] <= 1
     assert result["student"]["epochs"] == 3 and result["student_augmented"]["epochs"] == 1
     assert 0 <= result["student"]["test_accuracy"] <= 100
     assert (tmp_path / "arbitrary.json").exists() and (tmp_path / "student.keras").exists()

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from zskd_tf import data as data_lib
 from zskd_tf import io_utils
@@ -122,6 +123,13 @@ def select(teacher, images, size, balance=True, num_classes=None, seed=0):
                        np.bincount(predicted[chosen], minlength=k))
 
 
+def agreement_with_teacher(model, transfer):
+    """Share of the transfer set on which ``model``'s argmax is the teacher's. Needs no
+    test labels: a student that collapsed (e.g. dead first-layer ReLUs) scores about
+    the share of the class it always predicts."""
+    return float(np.mean(predicted_classes(model, transfer.images) == transfer.predicted))
+
+
 def save_grid(transfer, teacher, path, temperature, per_class=3, class_names=None):
     """A grid of chosen images per predicted class, titled with the teacher's top-2
     confidences at ``temperature``."""
@@ -147,5 +155,12 @@ def run(teacher, student, transfer, workdir, config, test=None):
     results = {"config": dataclasses.asdict(config), "transfer_set": transfer.summary(),
                **zskd.distill_and_evaluate(teacher, student, transfer.images, workdir,
                                            config, test)}
+    agreement = agreement_with_teacher(student, transfer)
+    results["student_agrees_with_teacher_on_transfer_set"] = agreement
+    k = len(transfer.histogram)
+    if agreement < 2.0 / k:
+        logging.warning("the student's argmax matches the teacher's on only %.1f%% of its "
+                        "transfer set (chance: %.1f%%): it did not learn; a lower student "
+                        "learning rate may help", 100 * agreement, 100.0 / k)
     io_utils.write_json(os.path.join(workdir, "arbitrary.json"), results)
     return results
