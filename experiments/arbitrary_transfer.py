@@ -78,9 +78,7 @@ def main(argv):
     from zskd_tf import zskd
 
     setup = paper.SETUPS[FLAGS.dataset]
-    teacher_path = FLAGS.teacher or zskd_pipeline.pretrained_path(FLAGS.dataset, setup.teacher)
-    if not os.path.isfile(teacher_path):
-        raise app.UsageError(f"no teacher at {teacher_path}: pass --teacher")
+    teacher_path = zskd_pipeline.existing_teacher(FLAGS.dataset, FLAGS.teacher)
     if FLAGS.transfer == FLAGS.dataset:
         logging.warning("--transfer is the teacher's own data set: a reference, not data-free")
     workdir = FLAGS.workdir
@@ -103,8 +101,9 @@ def main(argv):
     config = zskd.Config(
         num_impressions=FLAGS.num_samples, dataset=FLAGS.dataset,
         temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
-        student_lr=FLAGS.student_lr or setup.student_di_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,
-        finetune_epochs=FLAGS.finetune_epochs, eval_every=FLAGS.eval_every, seed=FLAGS.seed)
+        student_lr=FLAGS.student_lr or setup.student_di_lr, batch_size=FLAGS.batch_size,
+        augment=FLAGS.augment, finetune_epochs=FLAGS.finetune_epochs,
+        eval_every=FLAGS.eval_every, seed=FLAGS.seed)
     result = arbitrary.run(teacher, student, transfer, workdir, config,
                            test=(data.x_test, data.y_test))
     summary = {

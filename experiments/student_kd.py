@@ -43,9 +43,7 @@ def main(argv):
     from zskd_tf import training
 
     setup = paper.SETUPS[FLAGS.dataset]
-    teacher_path = FLAGS.teacher or zskd_pipeline.pretrained_path(FLAGS.dataset, setup.teacher)
-    if not os.path.isfile(teacher_path):
-        raise app.UsageError(f"no teacher at {teacher_path}: pass --teacher")
+    teacher_path = zskd_pipeline.existing_teacher(FLAGS.dataset, FLAGS.teacher)
     common.write_config(FLAGS.workdir)
     data = data_lib.load(FLAGS.dataset, FLAGS.data_dir)
     teacher = models.load(teacher_path)

@@ -7,6 +7,7 @@ Every flag is validated before any work starts.
 import contextlib
 import os
 
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -107,6 +108,15 @@ def _enough_impressions(values):
 
 def pretrained_path(dataset, model):
     return os.path.join(REPO, "pretrained", f"{dataset}_{model}.keras")
+
+
+def existing_teacher(dataset, given):
+    """``given`` or the committed pretrained teacher of ``dataset``, for binaries that do
+    not train one; a UsageError when there is none."""
+    path = given or pretrained_path(dataset, paper.SETUPS[dataset].teacher)
+    if not os.path.isfile(path):
+        raise app.UsageError(f"no teacher at {path}: pass --teacher")
+    return path
 
 
 def main(dataset):

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,6 +39,27 @@ def write_blob_mnist(directory, n_train, n_test):
         return (np.clip(x[..., 0], 0, 1) * 255).astype(np.uint8), y.astype(np.uint8)
     (x, y), (xt, yt) = u8(n_train, 0), u8(n_test, 1)
     np.savez(os.path.join(directory, "mnist.npz"), x_train=x, y_train=y, x_test=xt, y_test=yt)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module, *args, timeout=300):
+    """``python -m module args`` from the repository root, without $ZSKD_DATA_DIR (so
+    data comes only from the flags); returns the CompletedProcess."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("ZSKD_DATA_DIR", None)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO,
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def assert_rejected_before_any_work(module, tmp_path, args, flag):
+    """The binary exits non-zero naming ``flag`` and creates no workdir."""
+    workdir = tmp_path / "w"
+    proc = run_module(module, f"--workdir={workdir}", *args)
+    assert proc.returncode != 0
+    assert flag in proc.stderr
+    assert not workdir.exists()  # nothing was started
 
 
 class Interrupt(Exception):

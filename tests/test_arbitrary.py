@@ -1,18 +1,13 @@
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import blob_images, write_blob_mnist
+from conftest import assert_rejected_before_any_work, blob_images, run_module, write_blob_mnist
 from zskd_tf import arbitrary
 from zskd_tf import models
 from zskd_tf import zskd
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("available, size, expected", [
@@ -128,9 +123,7 @@ def test_run_distils_and_resumes(tiny_teacher, tmp_path):
 
 
 def _run_binary(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "experiments.arbitrary_transfer", *args],
-                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    return run_module("experiments.arbitrary_transfer", *args)
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -141,11 +134,7 @@ def _run_binary(*args):
     (["--transfer=svhn"], "--transfer"),
 ])
 def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
-    workdir = tmp_path / "w"
-    proc = _run_binary(f"--workdir={workdir}", *args)
-    assert proc.returncode != 0
-    assert flag in proc.stderr
-    assert not workdir.exists()
+    assert_rejected_before_any_work("experiments.arbitrary_transfer", tmp_path, args, flag)
 
 
 def test_binary_runs_end_to_end_on_noise(tmp_path, tiny_teacher):

@@ -4,16 +4,13 @@ import subprocess
 import sys
 
 
-from conftest import write_blob_mnist
+from conftest import run_module, write_blob_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("ZSKD_DATA_DIR", None)
-    return subprocess.run([sys.executable, "-m", "experiments.train_teacher", *args], cwd=REPO,
-                          capture_output=True, text=True, env=env, timeout=300)
+    return run_module("experiments.train_teacher", *args)
 
 
 def test_binary_trains_evaluates_and_exports(tmp_path):

@@ -1,18 +1,15 @@
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import pytest
 
-from conftest import blob_images, write_blob_mnist
+from conftest import assert_rejected_before_any_work, blob_images, run_module, write_blob_mnist
 from zskd_tf import craft_processes
 from zskd_tf import models
 from zskd_tf import paper
 from zskd_tf import zskd
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_run_end_to_end_and_rerun_reuses_everything(tiny_teacher, tmp_path):
@@ -55,9 +52,7 @@ def test_config_defaults_come_from_the_appendix():
 
 
 def _run_binary(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "experiments.mnist_zskd", *args], cwd=REPO,
-                          capture_output=True, text=True, env=env, timeout=300)
+    return run_module("experiments.mnist_zskd", *args)
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -68,11 +63,7 @@ def _run_binary(*args):
     (["--craft_processes=0"], "--craft_processes"),
 ])
 def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
-    workdir = tmp_path / "w"
-    proc = _run_binary(f"--workdir={workdir}", *args)
-    assert proc.returncode != 0
-    assert flag in proc.stderr
-    assert not workdir.exists()  # nothing was started
+    assert_rejected_before_any_work("experiments.mnist_zskd", tmp_path, args, flag)
 
 
 def test_binary_runs_end_to_end(tmp_path, tiny_teacher):
