@@ -132,6 +132,7 @@ def _run_binary(*args):
     (["--num_samples=0"], "--num_samples"),
     (["--teacher=/nonexistent/teacher.keras"], "--teacher"),
     (["--transfer=svhn"], "--transfer"),
+    (["--dataset=cifar10"], "pass --teacher"),  # no pretrained CIFAR-10 teacher
 ])
 def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
     assert_rejected_before_any_work("experiments.arbitrary_transfer", tmp_path, args, flag)
