@@ -97,13 +97,14 @@ def arbitrary_section(results_dir):
             _NAMES.get(r["dataset"], r["dataset"]), _teacher_file(r), acc["teacher"],
             _NAMES.get(r["transfer"], r["transfer"]),
             "balanced" if r["balance"] else "random", ts["size"], ts["balance"],
+            f"{r['config']['student_lr']:g}",
             _percent(r.get("student_agrees_with_teacher_on_transfer_set")), acc["student"],
             r["student"].get("max_test_accuracy_over_epochs_selected_on_test"),
             acc.get("student_augmented"), r["student"]["epochs"],
             os.path.relpath(path, results_dir)])
         pools[(r["dataset"], _teacher_file(r), r["transfer"])] = ts["pool_histogram"]
     header = ["teacher's data", "teacher", "teacher %", "transfer set from", "choice", "size",
-              "balance (min / max class)", "student = teacher on the set %",
+              "balance (min / max class)", "student lr", "student = teacher on the set %",
               "student % (final epoch)",
               "max over epochs % (selected on test)", "+ aug. %", "epochs", "JSON"]
     name = "arbitrary_pool_classes.png"

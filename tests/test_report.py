@@ -124,13 +124,14 @@ def test_arbitrary_table_and_pool_figure(tmp_path):
                "transfer_set": {"size": 12, "balance": min(hist) / max(hist),
                                 "pool_histogram": [50, 30, 2]},
                "student_agrees_with_teacher_on_transfer_set": 0.5,
+               "config": {"student_lr": 0.001},
                "student": {"epochs": 7, "max_test_accuracy_over_epochs_selected_on_test": 70.5},
                "teacher": {"source": "/x/mine.keras"}}
         (d / "results.json").write_text(json.dumps(run))
     text = summarize.arbitrary_section(str(tmp_path))
     rows = [l for l in text.splitlines() if l.startswith("| MNIST |")]
     assert len(rows) == 2
-    assert ("| mine.keras | 99.00 | CIFAR-10 | balanced | 12 | 0.40 | 50.00 | 61.25 | 70.50 "
-            "| - | 7 |") in rows[0]
+    assert ("| mine.keras | 99.00 | CIFAR-10 | balanced | 12 | 0.40 | 0.001 | 50.00 | 61.25 "
+            "| 70.50 | - | 7 |") in rows[0]
     assert "| random |" in rows[1]
     assert os.path.getsize(tmp_path / "figures" / "arbitrary_pool_classes.png") > 1000
