@@ -114,7 +114,9 @@ def arbitrary_section(results_dir):
         os.path.join(results_dir, "figures", name))
     return ("\n## Arbitrary transfer sets (Nayak et al., WACV 2021)\n\nThe student distilled on "
             "images from another source, chosen so the teacher's predicted classes are "
-            "balanced, or at random. Final-epoch test accuracy. Only the paper's abstract is "
+            "balanced, or at random. Final-epoch test accuracy. \"student = teacher on the set\" "
+            "is the final student's (after fine-tuning where there is one); near chance, it "
+            "marks a student that did not learn. Only the paper's abstract is "
             "available, so there are no paper figures to compare.\n\n"
             + report.markdown_table(header, rows)
             + f"\n![Teacher's predicted classes on each source](figures/{name})\n\n")
