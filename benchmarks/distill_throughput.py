@@ -2,7 +2,7 @@
 
 Teacher -> student: lenet5 -> lenet5_half (32x32x1), alexnet -> alexnet_half (32x32x3),
 trained on random images through ``make_dataset(..., shuffle=True, repeat=True)``; with
-augmentation, ``augment_batch`` is mapped in the tf.data pipeline as ``zskd.distill_student``
+augmentation, ``augment_batch`` is mapped in the tf.data pipeline as ``zskd.distill_images``
 does. One ``fit`` runs a warm-up epoch and then ``--steps`` more steps, timed from the end
 of the warm-up's last step to the end of the last one. Each setting runs in a fresh
 subprocess, so its peak RSS is its own.

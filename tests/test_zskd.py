@@ -11,7 +11,6 @@ from zskd_tf import paper
 from zskd_tf import zskd
 
 
-
 def test_run_end_to_end_and_rerun_reuses_everything(tiny_teacher, tmp_path):
     keras.utils.set_random_seed(0)
     xt, yt = blob_images(200, seed=9)

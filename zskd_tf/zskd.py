@@ -173,20 +173,13 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None):
     return sim, stats
 
 
-def distill_student(teacher, student, workdir, config, test=None, augmented=False,
-                    strategy=None):
-    """Trains ``student`` on the transfer set (stage ``student``), or fine-tunes it on a
-    mixture of impressions and augmented impressions (stage ``student_augmented``).
-
-    With a ``strategy``, teacher and student must have been built under its scope."""
-    x = store.load(os.path.join(workdir, "transfer_set"), keys=("images",))["images"]
-    return distill_images(teacher, student, x, workdir, config, test, augmented, strategy)
-
-
 def distill_images(teacher, student, x, workdir, config, test=None, augmented=False,
                    strategy=None):
-    """``distill_student`` on the images ``x`` (any unlabelled transfer set): reads
-    the student schedule, temperature, seed and augmentation settings from ``config``."""
+    """Trains ``student`` on the unlabelled images ``x`` (stage ``student``), or fine-tunes
+    it on a mixture of ``x`` and augmented ``x`` (stage ``student_augmented``), with the
+    student schedule, temperature, seed and augmentation settings of ``config``.
+
+    With a ``strategy``, teacher and student must have been built under its scope."""
     config = config.resolved()
     stage = "student_augmented" if augmented else "student"
     seed = seeding.seed_stage(config.seed, stage)
