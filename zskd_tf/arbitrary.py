@@ -104,6 +104,8 @@ def quotas(available, size):
 def select(teacher, images, size, balance=True, num_classes=None, seed=0):
     """Chooses ``size`` images from ``images``: target-class balanced (``balance``) or
     uniformly at random. Returns a TransferSet."""
+    if len(images) < size:
+        raise ValueError(f"the pool has {len(images)} images, fewer than the {size} asked for")
     predicted = predicted_classes(teacher, images)
     k = num_classes or int(teacher.output_shape[-1])
     pool_hist = np.bincount(predicted, minlength=k)
@@ -114,9 +116,6 @@ def select(teacher, images, size, balance=True, num_classes=None, seed=0):
             rng.choice(np.flatnonzero(predicted == c), take[c], replace=False)
             for c in range(k)])
     else:
-        if len(images) < size:
-            raise ValueError(f"the pool has {len(images)} images, fewer than the {size} "
-                             "asked for")
         chosen = rng.choice(len(images), size, replace=False)
     chosen = np.sort(chosen)
     return TransferSet(images[chosen], predicted[chosen], pool_hist,
