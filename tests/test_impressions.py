@@ -41,7 +41,10 @@ def test_crafting_lowers_loss_and_moves_softmax_toward_targets(tiny_teacher):
 def test_result_does_not_depend_on_parallelism(tiny_teacher, iterations, fast):
     """Same seeds, 8 batches at once vs 2 at a time vs 1 alone: the same impressions.
 
-    Kernels blocked for different batch sizes round differently (~1e-6). Crafting is
+    Kernels blocked for different batch sizes round differently (~1e-6); Adam's
+    normalised steps amplify that to a few 1e-5 within 3 steps at lr 0.3 with AVX-512
+    kernels (Zen 5), against below 1e-5 on AVX2 (Zen 3). A batch mixed with its
+    neighbours (shared loss or min-max) would differ by ~1e-1. Crafting is
     chaotic at large learning rates (at lr 0.3 such a difference grows to 1e-2 in some
     pixels within 30 steps, for either teacher path), so the long run uses lr 0.1 and is
     compared by the teacher's loss and by nearly all pixels.
@@ -56,8 +59,8 @@ def test_result_does_not_depend_on_parallelism(tiny_teacher, iterations, fast):
     pair_images = np.concatenate([p.images for p in pairs])
     pair_loss = np.concatenate([p.loss for p in pairs])
     if iterations <= 3:
-        np.testing.assert_allclose(together.images, pair_images, atol=1e-5)
-        np.testing.assert_allclose(together.images[15:20], alone.images, atol=1e-5)
+        np.testing.assert_allclose(together.images, pair_images, atol=1e-4)
+        np.testing.assert_allclose(together.images[15:20], alone.images, atol=1e-4)
     assert (np.abs(together.images - pair_images) > 1e-4).mean() < 0.05
     np.testing.assert_allclose(together.loss, pair_loss, atol=2e-3)
     np.testing.assert_allclose(together.loss[15:20], alone.loss, atol=2e-3)
