@@ -20,6 +20,7 @@ flags.DEFINE_integer("processes", 2, "Concurrent processes of the split run.")
 flags.DEFINE_integer("parallel", 10, "Batches of 100 images per process.")
 flags.DEFINE_integer("steps", 200, "Timed crafting steps per run.")
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds.")
+flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Crafting precision.")
 flags.DEFINE_string("out", "benchmarks/results/craft_processes_ab.json", "JSON output.")
 FLAGS = flags.FLAGS
 
@@ -28,10 +29,12 @@ def main(_):
     rows = []
     for r in range(FLAGS.rounds):
         one = common.run_isolated("benchmarks.craft_throughput:crafter_rate",
-                                  model=FLAGS.model, parallel=FLAGS.parallel, steps=FLAGS.steps)
+                                  model=FLAGS.model, parallel=FLAGS.parallel, steps=FLAGS.steps,
+                                  precision=FLAGS.precision)
         split = common.run_isolated("benchmarks.craft_throughput:processes_rate",
                                     model=FLAGS.model, processes=FLAGS.processes,
-                                    parallel=FLAGS.parallel, steps=FLAGS.steps)
+                                    parallel=FLAGS.parallel, steps=FLAGS.steps,
+                                    precision=FLAGS.precision)
         rows.append({"round": r, "one_process": one["image_steps_per_s"],
                      "split": split["image_steps_per_s"],
                      "split_per_process": split["per_process_image_steps_per_s"],
@@ -47,7 +50,8 @@ def main(_):
     common.write_json(FLAGS.out, {
         "benchmark": "craft_processes_ab", "machine": common.machine_info(),
         "settings": {"model": FLAGS.model, "processes": FLAGS.processes,
-                     "parallel": FLAGS.parallel, "steps": FLAGS.steps, "rounds": FLAGS.rounds},
+                     "parallel": FLAGS.parallel, "steps": FLAGS.steps, "rounds": FLAGS.rounds,
+                     "precision": FLAGS.precision},
         "rounds": rows, "mean_image_steps_per_s": means, "ratios": ratios})
 
 

@@ -3,8 +3,10 @@
 One image-step is one optimisation step of one image. The eager baseline crafts one
 paper-sized batch (100 images) at a time, the way the loop is usually written; ``Crafter``
 optimises ``parallel`` such batches at once in a compiled loop, through the teacher's
-space-to-depth rewrite where it applies (``zskd_tf.fast_teacher``; LeNet-5) and, for
-comparison at the largest parallelism, through the Keras model itself ("crafter-keras").
+rewrite where one applies (``zskd_tf.fast_teacher`` for LeNet-5, ``zskd_tf.folded_teacher``
+for AlexNet) and, for comparison at the largest parallelism, through the Keras model
+itself ("crafter-keras"), once per ``--precisions`` entry (bfloat16: the teacher computes
+in bf16, images and Adam stay float32).
 Each setting runs in a fresh subprocess, so its peak RSS is its own. Teachers are freshly
 built (weights do not change the speed). ``--processes`` adds runs of P concurrent crafting
 processes with CPUs // P threads each, the way ``zskd_tf.craft_processes`` crafts, each at
@@ -32,6 +34,8 @@ flags.DEFINE_list("parallel", ["1", "5", "10", "20", "60"],
                   f"Batches of {BATCH} images that Crafter optimises at once.")
 flags.DEFINE_list("processes", ["2"], "Concurrent crafting processes to time, each at the "
                   "parallelism that was fastest in one process (1 = the runs above).")
+flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Crafting precisions to time "
+                  "(impressions.PRECISIONS); the eager baseline is float32.")
 flags.DEFINE_integer("steps", 10, "Timed Crafter steps per setting, after a warm-up call.")
 flags.DEFINE_integer("eager_steps", 10, "Timed eager-loop steps, after one warm-up step.")
 flags.DEFINE_float("matmul_gflops", None, "Use this matmul rate instead of measuring it.")
@@ -41,7 +45,7 @@ flags.DEFINE_bool("quick", False, "Smoke test. Flags not given explicitly defaul
                   "measurement and --out=benchmarks/results/craft_throughput_quick.json.")
 
 QUICK = {"models": ["lenet5"], "parallel": ["1", "2"], "steps": 2, "eager_steps": 2,
-         "processes": ["2"],
+         "processes": ["2"], "precisions": ["float32", "bfloat16"],
          "out": "benchmarks/results/craft_throughput_quick.json"}
 
 
@@ -79,7 +83,8 @@ def eager_rate(model, steps, seed=0):
     return _result("eager", model, 1, steps, seconds, teacher)
 
 
-def crafter_rate(model, parallel, steps, seed=0, fast=True, threads=None, barrier=None):
+def crafter_rate(model, parallel, steps, seed=0, fast=True, threads=None, barrier=None,
+                 precision="float32"):
     """Image-steps/s of ``Crafter`` optimising ``parallel`` batches of 100 images at once.
 
     A 1-iteration ``craft`` call builds the variables and traces the step loop; then
@@ -97,7 +102,8 @@ def crafter_rate(model, parallel, steps, seed=0, fast=True, threads=None, barrie
     teacher = models.get(model)
     crafter = impressions.Crafter(
         teacher, impressions.CraftConfig(lr=LR, batch_size=BATCH, iterations=1,
-                                         temperature=TEMPERATURE), fast=fast)
+                                         temperature=TEMPERATURE, precision=precision),
+        fast=fast)
     targets = _targets(parallel * BATCH, teacher.output_shape[-1], seed)
     start = time.perf_counter()
     crafter.craft(targets, list(range(parallel)), seed)
@@ -107,9 +113,10 @@ def crafter_rate(model, parallel, steps, seed=0, fast=True, threads=None, barrie
     began, start = time.time(), time.perf_counter()
     float(crafter._step_fn(tf.constant(steps), False))  # the loop craft() runs in chunks
     seconds = time.perf_counter() - start
-    method = "crafter" if fast else "crafter-keras"
+    method = ("crafter" if fast else "crafter-keras") + (
+        "" if precision == "float32" else f" {precision}")
     return {**_result(method, model, parallel, steps, seconds, teacher),
-            "warmup_seconds": warmup, "rewritten": crafter.fast is not None,
+            "precision": precision, "warmup_seconds": warmup, "rewritten": crafter.fast is not None,
             "began": began, "ended": began + seconds}
 
 
@@ -122,7 +129,7 @@ def _wait_for_all(directory, count):
         time.sleep(0.01)
 
 
-def processes_rate(model, processes, parallel, steps):
+def processes_rate(model, processes, parallel, steps, precision="float32"):
     """``processes`` concurrent ``crafter_rate`` runs of CPUs // processes threads each."""
     import concurrent.futures
     import os
@@ -133,13 +140,15 @@ def processes_rate(model, processes, parallel, steps):
             concurrent.futures.ThreadPoolExecutor(processes) as pool:
         runs = list(pool.map(lambda _: common.run_isolated(
             "benchmarks.craft_throughput:crafter_rate", model=model, parallel=parallel,
-            steps=steps, threads=threads, barrier=[barrier, processes]), range(processes)))
+            steps=steps, threads=threads, barrier=[barrier, processes], precision=precision),
+            range(processes)))
         assert len(os.listdir(barrier)) == processes
     seconds = max(r["ended"] for r in runs) - min(r["began"] for r in runs)
-    result = _result(f"crafter x{processes} processes", model, parallel * processes, steps,
+    suffix = "" if precision == "float32" else f" {precision}"
+    result = _result(f"crafter x{processes} processes{suffix}", model, parallel * processes, steps,
                      seconds, None, flops=runs[0]["flops_per_image_step"])
     return {**result, "processes": processes, "threads_per_process": threads,
-            "parallel": parallel, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "parallel": parallel, "precision": precision, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
             "per_process_image_steps_per_s": [r["image_steps_per_s"] for r in runs]}
 
 
@@ -170,13 +179,14 @@ def main(argv):
     for model in opts["models"]:
         eager = common.run_isolated("benchmarks.craft_throughput:eager_rate",
                                     model=model, steps=opts["eager_steps"])
-        runs = [eager] + [common.run_isolated("benchmarks.craft_throughput:crafter_rate",
-                                              model=model, parallel=p, steps=opts["steps"])
-                          for p in parallel]
-        best = max((r for r in runs if r["method"] == "crafter"),
-                   key=lambda r: r["image_steps_per_s"])["parallel"]
-        runs += [processes_rate(model, int(p), best, opts["steps"])
-                 for p in opts["processes"] if int(p) > 1]
+        runs = [eager]
+        for precision in opts["precisions"]:
+            alone = [common.run_isolated("benchmarks.craft_throughput:crafter_rate",
+                                         model=model, parallel=p, steps=opts["steps"],
+                                         precision=precision) for p in parallel]
+            best = max(alone, key=lambda r: r["image_steps_per_s"])["parallel"]
+            runs += alone + [processes_rate(model, int(p), best, opts["steps"], precision)
+                             for p in opts["processes"] if int(p) > 1]
         if any(r.get("rewritten") for r in runs):
             runs.append(common.run_isolated("benchmarks.craft_throughput:crafter_rate",
                                             model=model, parallel=max(parallel),
@@ -196,6 +206,7 @@ def main(argv):
     common.write_json(opts["out"], {
         "benchmark": "craft_throughput", "machine": machine,
         "settings": {"models": opts["models"], "parallel": parallel, "batch_size": BATCH,
+                     "precisions": opts["precisions"],
                      "processes": [int(p) for p in opts["processes"]],
                      "steps": opts["steps"], "eager_steps": opts["eager_steps"],
                      "quick": FLAGS.quick},

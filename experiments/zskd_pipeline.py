@@ -55,6 +55,10 @@ def define_flags(dataset):
                       "Crafting's initial noise: uniform in [0, 1] or standard normal.")
     flags.DEFINE_float("image_l2", 0.0, "Weight of an L2 penalty on the impressions while "
                        "crafting (0: none, as in the paper).")
+    flags.DEFINE_enum("craft_precision", "float32", ["float32", "bfloat16"],
+                      "The teacher's arithmetic while crafting: float32, or bfloat16 "
+                      "(mixed precision; faster on CPUs with native bf16; the stored soft "
+                      "labels always come from the float32 teacher; docs/PERFORMANCE.md).")
     flags.DEFINE_float("temperature", paper.TEMPERATURE, "Softmax temperature (crafting, KD).")
     flags.DEFINE_string("teacher", None, "Teacher .keras file (default: the committed "
                         "pretrained teacher, else train one).")
@@ -142,6 +146,7 @@ def main(dataset):
         craft_batch_size=FLAGS.craft_batch_size, parallel_batches=FLAGS.parallel_batches,
         craft_processes=FLAGS.craft_processes,
         pixel=FLAGS.pixel, init=FLAGS.init, image_l2=FLAGS.image_l2,
+        craft_precision=FLAGS.craft_precision,
         temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
         student_lr=FLAGS.student_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,
         finetune_epochs=FLAGS.finetune_epochs, finetune_lr=FLAGS.finetune_lr,

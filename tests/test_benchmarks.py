@@ -43,8 +43,12 @@ def test_craft_throughput_quick_end_to_end(tmp_path):
     assert {"cpu_count", "tensorflow", "matmul_gflops"} <= set(result["machine"])
     assert result["machine"]["matmul_gflops"] == pytest.approx(50)
     assert [(r["method"], r["parallel"]) for r in result["results"]] == [
-        ("eager", 1), ("crafter", 1), ("crafter x2 processes", 1), ("crafter-keras", 1)]
-    assert [r.get("rewritten") for r in result["results"]] == [None, True, None, False]
+        ("eager", 1), ("crafter", 1), ("crafter x2 processes", 1), ("crafter bfloat16", 1),
+        ("crafter x2 processes bfloat16", 1), ("crafter-keras", 1)]
+    assert [r.get("rewritten") for r in result["results"]] == [
+        None, True, None, True, None, False]
+    assert [r.get("precision") for r in result["results"]] == [
+        None, "float32", "float32", "bfloat16", "bfloat16", "float32"]
     pair = result["results"][2]
     assert pair["images"] == 200 and len(pair["per_process_image_steps_per_s"]) == 2
     for r in result["results"]:

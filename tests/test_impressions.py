@@ -165,3 +165,32 @@ def test_bad_config():
         impressions.CraftConfig(lr=1.0, image_l2=-1.0)
     with pytest.raises(ValueError, match="lr"):
         impressions.CraftConfig(lr=0.0)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bfloat16_crafting_fits_as_well_and_reports_the_float32_teacher(tiny_teacher, fast):
+    """bf16 arithmetic in the teacher only: the loss falls as far as in float32, and the
+    returned losses and soft labels are the float32 teacher's on the returned images."""
+    import tensorflow as tf
+    y = _targets(tiny_teacher, 40)
+    runs = {}
+    for precision in impressions.PRECISIONS:
+        config = impressions.CraftConfig(lr=0.5, batch_size=10, iterations=60,
+                                         precision=precision)
+        crafter = impressions.Crafter(tiny_teacher, config, fast=fast)
+        if precision == "bfloat16" and not fast:
+            assert crafter._compute.layers[1].compute_dtype == "bfloat16"
+        runs[precision] = crafter.craft(y, range(4), seed=1)
+    low, full = runs["bfloat16"], runs["float32"]
+    np.testing.assert_allclose(low.loss, _teacher_ce(tiny_teacher, low.images, y), rtol=1e-4)
+    exact = tf.nn.softmax(tiny_teacher(low.images, training=False) / 20.0).numpy()
+    np.testing.assert_allclose(low.soft_labels, exact, atol=1e-5)
+    before = _teacher_ce(tiny_teacher, impressions.initial_noise(range(4), 10, (32, 32, 1), 1), y)
+    assert low.loss.mean() < before.mean() - 0.05
+    assert abs(low.loss.mean() - full.loss.mean()) < 0.02
+    assert np.abs(low.images - full.images).max() > 1e-3  # it did compute in bf16
+
+
+def test_bad_precision_is_rejected():
+    with pytest.raises(ValueError, match="precision"):
+        impressions.CraftConfig(lr=0.1, precision="float16")

@@ -140,3 +140,18 @@ def test_weight_decay_penalises_every_kernel_and_only_kernels(name, tmp_path):
     assert float(sum(models.load(path).losses)) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="weight_decay"):
         models.get(name, weight_decay=-1.0)
+
+
+def test_bfloat16_copy_keeps_weights_and_runs_lrn():
+    import keras
+    import tensorflow as tf
+    keras.utils.set_random_seed(0)
+    model = models.alexnet_half()
+    low = models.with_dtype_policy(model, "mixed_bfloat16")
+    assert low.get_layer("lrn2").compute_dtype == "bfloat16"
+    for a, b in zip(model.get_weights(), low.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = tf.random.uniform((4, 32, 32, 3), seed=1)
+    want, got = model(x, training=False), tf.cast(low(x, training=False), tf.float32)
+    scale = float(tf.reduce_max(tf.abs(want)))
+    assert 0 < float(tf.reduce_max(tf.abs(got - want))) < 0.05 * scale

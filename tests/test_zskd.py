@@ -37,6 +37,7 @@ def test_run_end_to_end_and_rerun_reuses_everything(tiny_teacher, tmp_path):
 @pytest.mark.parametrize("field, value, message", [
     ("betas", (), "betas"), ("betas", (1.0, -0.1), "betas"), ("impressions", "x", "impressions"),
     ("num_impressions", 0, "num_impressions"), ("augment_prob", 2.0, "augment_prob"),
+    ("craft_precision", "float16", "craft_precision"),
 ])
 def test_config_validation(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -59,7 +60,7 @@ def _run_binary(*args):
     (["--num_impressions=15"], "--num_impressions"),
     (["--teacher=/nonexistent/teacher.keras"], "--teacher"),
     (["--craft_lr=0"], "--craft_lr"), (["--image_l2=-1"], "--image_l2"),
-    (["--craft_processes=0"], "--craft_processes"),
+    (["--craft_processes=0"], "--craft_processes"), (["--craft_precision=fp8"], "craft_precision"),
 ])
 def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
     assert_rejected_before_any_work("experiments.mnist_zskd", tmp_path, args, flag)

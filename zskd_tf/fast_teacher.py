@@ -36,6 +36,12 @@ class FastTeacher:
         self._stages = stages  # (kernel, tiled bias, relu) per conv+pool stage
         self._dense = dense    # (kernel, bias, relu) per dense layer
 
+    def cast(self, dtype):
+        """The same teacher computing in ``dtype`` (logits still returned as float32)."""
+        c = lambda t: tf.cast(t, dtype)  # noqa: E731
+        return FastTeacher(self.block, [(c(k), c(b), r) for k, b, r in self._stages],
+                           [(c(k), c(b), r) for k, b, r in self._dense], self.image_shape)
+
     def to_internal(self, x):
         return tf.nn.space_to_depth(x, self.block)
 
@@ -43,6 +49,8 @@ class FastTeacher:
         return tf.nn.depth_to_space(x, self.block)
 
     def __call__(self, x):
+        dtype = self._stages[0][0].dtype
+        x = tf.cast(x, dtype)
         for kernel, bias, relu in self._stages:
             x = _pool_bias_act(tf.nn.conv2d(x, kernel, 1, "VALID"), bias, relu)
         x = tf.reshape(x, (tf.shape(x)[0], -1))
@@ -50,7 +58,7 @@ class FastTeacher:
             x = tf.matmul(x, kernel) + bias
             if relu:
                 x = tf.nn.relu(x)
-        return x
+        return tf.cast(x, tf.float32)
 
 
 def _pool_bias_act(y, bias, relu):
@@ -69,10 +77,11 @@ def _pool_bias_act(y, bias, relu):
 
         def grad(upstream):
             upstream = tf.reshape(upstream, (-1, c))
+            zero = tf.zeros((), upstream.dtype)
             if relu:
-                upstream = tf.where(out > 0, upstream, 0.0)
+                upstream = tf.where(out > 0, upstream, zero)
             mask = tf.equal(phases, top[:, None, :])
-            return tf.reshape(tf.where(mask, upstream[:, None, :], 0.0), shape)
+            return tf.reshape(tf.where(mask, upstream[:, None, :], zero), shape)
 
         return tf.reshape(out, tf.concat([shape[:-1], [c]], 0)), grad
 

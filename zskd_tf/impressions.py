@@ -14,20 +14,28 @@ optimiser of the authors' code, run as its own fused kernel (``ResourceApplyAdam
 
 Teachers of the LeNet form are evaluated through ``fast_teacher`` (the same function in
 space-to-depth layout, several times faster on a CPU); the images are then held in that
-layout while crafting and returned in the usual one.
+layout while crafting and returned in the usual one. Other chain-shaped teachers (the
+AlexNet form) go through ``folded_teacher`` (BatchNorm folded into the next layer, LRN as
+a band-matrix product); any other teacher runs as its Keras model.
+
+``precision="bfloat16"`` runs the teacher's layers in bfloat16 while the images, Adam's
+state, the loss and the pixel handling stay float32 (mixed precision); the returned soft
+labels and losses always come from the float32 teacher.
 """
 import contextlib
 import dataclasses
+import functools
 import time
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zskd_tf import fast_teacher, paper
+from zskd_tf import fast_teacher, folded_teacher, models, paper
 
 PIXEL_MODES = ("minmax", "clip", "none", "clip_end")
 INIT_MODES = ("uniform", "normal")
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +48,8 @@ class CraftConfig:
     init: ``uniform`` noise in [0, 1] (the authors' code) or standard ``normal`` noise
     (the reproductions). image_l2: weight w of a penalty w * mean over a batch's images of
     sum(x ** 2) / 2 added to its loss (the TF1 reproduction used 1e-3; 0 in the paper).
+    precision: the teacher's compute type while crafting, ``float32`` or ``bfloat16``
+    (fast on CPUs with native bf16, e.g. AVX512-BF16 or AMX; docs/PERFORMANCE.md).
     """
     lr: float
     batch_size: int = 100
@@ -48,6 +58,7 @@ class CraftConfig:
     pixel: str = "minmax"
     init: str = "uniform"
     image_l2: float = 0.0
+    precision: str = "float32"
     beta1: float = 0.9
     beta2: float = 0.999
     epsilon: float = 1e-8
@@ -59,6 +70,8 @@ class CraftConfig:
             raise ValueError(f"init must be one of {INIT_MODES}, got {self.init!r}")
         if not self.image_l2 >= 0:
             raise ValueError(f"image_l2 must be >= 0, got {self.image_l2}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -89,8 +102,8 @@ class Crafter:
 
     ``device`` (e.g. "/GPU:1") pins the crafting state and steps to one device; give each
     device its own teacher copy (see ``store.craft_transfer_set``). ``fast``: use the
-    space-to-depth rewrite of the teacher when it applies (its weights are copied now:
-    build a new Crafter after changing them).
+    space-to-depth or folded rewrite of the teacher when one applies (its weights are
+    copied now: build a new Crafter after changing them).
     """
 
     def __init__(self, teacher, config, progress_every=100, device=None, fast=True):
@@ -99,7 +112,14 @@ class Crafter:
         self.device = device
         self.progress_every = max(1, int(progress_every))
         self.image_shape = tuple(teacher.input_shape[1:])
-        self.fast = fast_teacher.build(teacher) if fast else None
+        self.fast = (fast_teacher.build(teacher) or folded_teacher.build(teacher)
+                     if fast else None)
+        self._compute = None  # the teacher's logits while crafting, if not float32
+        if config.precision == "bfloat16":
+            placement = tf.device(device) if device else contextlib.nullcontext()
+            with placement:
+                self._compute = (self.fast.cast(tf.bfloat16) if self.fast else
+                                 models.with_dtype_policy(teacher, "mixed_bfloat16"))
         self.state_shape = self.fast.internal_shape if self.fast else self.image_shape
         self._vars_for = None
         self._step_fn = tf.function(self._steps)
@@ -118,9 +138,15 @@ class Crafter:
         self._vars_for = (n, num_classes)
         self._step_fn = tf.function(self._steps)  # new variables: trace afresh
 
-    def _loss_terms(self, x):
-        logits = self.fast(x) if self.fast else self.teacher(x, training=False)
-        logits = logits / self.config.temperature
+    def _loss_terms(self, x, exact=False):
+        """Logits at the crafting temperature and each image's cross-entropy; ``exact``:
+        through the float32 teacher whatever the crafting precision."""
+        if self._compute is not None and not exact:
+            teacher = self._compute if self.fast else functools.partial(
+                self._compute, training=False)
+        else:
+            teacher = self.fast or functools.partial(self.teacher, training=False)
+        logits = tf.cast(teacher(x), tf.float32) / self.config.temperature
         ce = tf.nn.softmax_cross_entropy_with_logits(labels=self.y, logits=logits)
         return logits, ce
 
@@ -215,7 +241,7 @@ class Crafter:
                 break
         if c.pixel == "clip_end":
             self.x.assign(tf.clip_by_value(self.x, 0.0, 1.0))
-        logits, ce = self._loss_terms(self.x)
+        logits, ce = self._loss_terms(self.x, exact=True)
         images = self.fast.from_internal(self.x) if self.fast else self.x
         return Crafted(images=images.numpy().copy(),
                        soft_labels=tf.nn.softmax(logits).numpy(),

@@ -26,9 +26,14 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.beta = float(beta)
 
     def call(self, inputs):
-        return tf.nn.local_response_normalization(
+        # TensorFlow's CPU LRN kernel has no bfloat16: a bf16 model normalises in float32.
+        dtype = inputs.dtype
+        if dtype == tf.bfloat16:
+            inputs = tf.cast(inputs, tf.float32)
+        out = tf.nn.local_response_normalization(
             inputs, depth_radius=self.depth_radius, bias=self.bias,
             alpha=self.alpha, beta=self.beta)
+        return tf.cast(out, dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -153,6 +158,18 @@ def get(name, **kwargs):
         raise ValueError(
             f"unknown model {name!r}; choose one of {sorted(REGISTRY)}") from None
     return builder(**kwargs)
+
+
+def with_dtype_policy(model, policy):
+    """A copy of a functional or sequential ``model`` whose layers use the Keras dtype
+    ``policy`` (e.g. ``"mixed_bfloat16"``: float32 weights, bfloat16 compute), with the
+    same weights."""
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def load(path):

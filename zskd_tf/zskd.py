@@ -53,6 +53,7 @@ class Config:
     pixel: str = "minmax"
     init: str = "uniform"
     image_l2: float = 0.0
+    craft_precision: str = "float32"
     temperature: float = paper.TEMPERATURE
     student_epochs: int = 2000
     student_lr: float = None
@@ -105,6 +106,8 @@ class Config:
             raise ValueError(f"init must be one of {impressions.INIT_MODES}")
         if not self.image_l2 >= 0:
             raise ValueError("image_l2 must be >= 0")
+        if self.craft_precision not in impressions.PRECISIONS:
+            raise ValueError(f"craft_precision must be one of {impressions.PRECISIONS}")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
 
@@ -137,7 +140,7 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None):
     craft_config = impressions.CraftConfig(
         lr=config.craft_lr, batch_size=b, iterations=config.craft_iterations,
         temperature=config.temperature, pixel=config.pixel, init=config.init,
-        image_l2=config.image_l2)
+        image_l2=config.image_l2, precision=config.craft_precision)
 
     def on_shard(i, crafted, record):
         if tb_writer is not None:
