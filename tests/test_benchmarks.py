@@ -59,6 +59,23 @@ def test_craft_throughput_quick_end_to_end(tmp_path):
 
 
 
+def test_craft_processes_ab_reports_rounds_and_fractions(tmp_path):
+    out = tmp_path / "ab.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.craft_processes_ab", "--model=lenet5",
+         "--parallel=1", "--steps=2", "--rounds=1", "--precision=bfloat16",
+         "--matmul_gflops=50", f"--out={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["settings"]["precision"] == "bfloat16" and len(result["rounds"]) == 1
+    row = result["rounds"][0]
+    assert row["one_process"] > 0 and row["split"] > 0 and len(row["split_per_process"]) == 2
+    fraction = result["mean_fraction_of_matmul"]["one_process"]
+    assert fraction == pytest.approx(row["one_process"] * result["flops_per_image_step"] / 50e9)
+
+
 def test_conv_input_grad_variants_agree_and_report(tmp_path):
     out = tmp_path / "grad.json"
     proc = subprocess.run(
