@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from zskd_tf import craft_processes  # no TensorFlow at import
+from zskd_tf import craft_processes, hardware  # no TensorFlow at import
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MARKER = "BENCHMARK_RESULT_JSON:"
@@ -131,6 +131,7 @@ def machine_info():
         "cpu_count": os.cpu_count(),
         "cpus_usable": craft_processes.usable_cpus(),
         "cpu_model": _cpu_model(),
+        "cpu_vector_flags": hardware.vector_flags(),
         "load_average_1_5_15min": list(os.getloadavg()),
         "platform": platform.platform(),
         "python": platform.python_version(),

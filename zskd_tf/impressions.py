@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zskd_tf import fast_teacher, folded_teacher, models, paper
+from zskd_tf import hardware, models, paper, rewrite
 
 PIXEL_MODES = ("minmax", "clip", "none", "clip_end")
 INIT_MODES = ("uniform", "normal")
@@ -112,10 +112,12 @@ class Crafter:
         self.device = device
         self.progress_every = max(1, int(progress_every))
         self.image_shape = tuple(teacher.input_shape[1:])
-        self.fast = (fast_teacher.build(teacher) or folded_teacher.build(teacher)
-                     if fast else None)
+        self.fast = rewrite.build(teacher) if fast else None
         self._compute = None  # the teacher's logits while crafting, if not float32
         if config.precision == "bfloat16":
+            if not hardware.native_bf16() and not tf.config.list_physical_devices("GPU"):
+                logging.warning("crafting in bfloat16 on a CPU without native bf16 "
+                                "(AVX512-BF16 or AMX): expect it slower than float32")
             placement = tf.device(device) if device else contextlib.nullcontext()
             with placement:
                 self._compute = (self.fast.cast(tf.bfloat16) if self.fast else
