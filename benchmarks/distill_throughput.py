@@ -1,8 +1,7 @@
 """Student training throughput with ``Distiller``, with and without augmentation.
 
 Teacher -> student: lenet5 -> lenet5_half (32x32x1), alexnet -> alexnet_half (32x32x3),
-trained on random images through ``make_dataset(..., shuffle=True, repeat=True)``, the
-teacher labelling each batch through the Keras model and through its exact rewrite; with
+trained on random images through ``make_dataset(..., shuffle=True, repeat=True)``; with
 augmentation, ``augment_batch`` is mapped in the tf.data pipeline as ``zskd.distill_images``
 does. One ``fit`` runs a warm-up epoch and then ``--steps`` more steps, timed from the end
 of the warm-up's last step to the end of the last one. Each setting runs in a fresh
@@ -36,9 +35,8 @@ QUICK = {"models": ["lenet5"], "num_images": 1024, "steps": 2,
          "out": "benchmarks/results/distill_throughput_quick.json"}
 
 
-def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0, rewrite=True):
-    """Training images/s of a Distiller (student = STUDENTS[teacher]) on random images;
-    rewrite: the teacher labels through its exact rewrite (``zskd_tf.rewrite``)."""
+def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0):
+    """Training images/s of a Distiller (student = STUDENTS[teacher]) on random images."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -55,7 +53,7 @@ def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0, rewrit
                 b, tf.stack([tf.constant(seed, tf.int64), i]), prob=0.5),
             num_parallel_calls=tf.data.AUTOTUNE)
     distiller = distill.compile_distiller(
-        distill.Distiller(s, t, temperature=TEMPERATURE, rewrite_teacher=rewrite), LR)
+        distill.Distiller(s, t, temperature=TEMPERATURE), LR)
     warm = math.ceil(num_images / batch_size)
     ends = []  # perf_counter at the end of every step
     timer = keras.callbacks.LambdaCallback(
@@ -64,7 +62,7 @@ def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0, rewrit
     distiller.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer])
     warmup, seconds = ends[warm - 1] - start, ends[-1] - ends[warm - 1]
     return {"teacher": teacher, "student": STUDENTS[teacher], "augment": bool(augment),
-            "teacher_rewritten": bool(rewrite), "batch_size": batch_size, "steps": steps, "seconds": seconds,
+            "batch_size": batch_size, "steps": steps, "seconds": seconds,
             "warmup_epoch_seconds": warmup, "images_per_s": steps * batch_size / seconds,
             "step_ms": 1000 * seconds / steps, "peak_rss_mb": common.peak_rss_mb()}
 
@@ -79,14 +77,12 @@ def main(argv):
         raise app.UsageError(f"unknown teachers {sorted(unknown)}; choose from {sorted(STUDENTS)}")
     results = [common.run_isolated("benchmarks.distill_throughput:distill_rate",
                                    teacher=m, augment=a, num_images=opts["num_images"],
-                                   batch_size=FLAGS.batch_size, steps=opts["steps"],
-                                   rewrite=w)
-               for m in opts["models"] for a, w in ((False, False), (False, True), (True, True))]
+                                   batch_size=FLAGS.batch_size, steps=opts["steps"])
+               for m in opts["models"] for a in (False, True)]
     common.print_table(
-        [(f"{r['teacher']} -> {r['student']}", "rewrite" if r["teacher_rewritten"] else "keras",
-          "yes" if r["augment"] else "no", r["images_per_s"], r["step_ms"], r["peak_rss_mb"])
-         for r in results],
-        ("teacher -> student", "teacher", "augment", "images/s", "step ms", "RSS MB"))
+        [(f"{r['teacher']} -> {r['student']}", "yes" if r["augment"] else "no",
+          r["images_per_s"], r["step_ms"], r["peak_rss_mb"]) for r in results],
+        ("teacher -> student", "augment", "images/s", "step ms", "RSS MB"))
     common.write_json(opts["out"], {
         "benchmark": "distill_throughput", "machine": common.machine_info(),
         "settings": {"models": opts["models"], "num_images": opts["num_images"],

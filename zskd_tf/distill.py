@@ -3,7 +3,6 @@ import keras
 from keras import ops
 
 from zskd_tf import data as data_lib
-from zskd_tf import rewrite
 from zskd_tf import training
 
 
@@ -59,20 +58,13 @@ class Distiller(keras.Model):
     Student-KD objective of eq. (1). The teacher labels every batch itself, in inference
     mode, so augmented images get the teacher's labels for what they are. Calling the
     distiller runs the student; accuracy metrics are at tau = 1.
-
-    ``rewrite_teacher``: label through an exact rewrite of the teacher where one applies
-    (``zskd_tf.rewrite``: the same logits to float32 rounding, faster on a CPU; its
-    weights are copied now, so build the Distiller after the teacher is trained).
     """
 
-    def __init__(self, student, teacher, temperature=20.0, hard_label_weight=0.0,
-                 rewrite_teacher=True, **kwargs):
+    def __init__(self, student, teacher, temperature=20.0, hard_label_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
         self.teacher.trainable = False
-        self._teacher_logits = (rewrite.logits_fn(teacher) if rewrite_teacher
-                                else lambda x: teacher(x, training=False))
         self.temperature = float(temperature)
         self.hard_label_weight = float(hard_label_weight)
         self.kd_tracker = keras.metrics.Mean(name="kd_loss")
@@ -82,7 +74,7 @@ class Distiller(keras.Model):
         return self.student(x, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        teacher_logits = self._teacher_logits(x)
+        teacher_logits = self.teacher(x, training=False)
         kd = kd_loss(ops.stop_gradient(teacher_logits), y_pred, self.temperature)
         self.kd_tracker.update_state(kd)
         loss = kd

@@ -8,11 +8,3 @@ def build(teacher):
     from images in its internal layout), checked against ``teacher``; or ``None``."""
     return fast_teacher.build(teacher) or folded_teacher.build(teacher)
 
-
-def logits_fn(teacher):
-    """A function of images (usual layout) giving ``teacher``'s inference logits: the
-    rewrite where one applies, else the Keras model in inference mode."""
-    fast = build(teacher)
-    if fast is None:
-        return lambda x: teacher(x, training=False)
-    return lambda x: fast(fast.to_internal(x))
