@@ -73,7 +73,7 @@ def zskd_section(results_dir):
             f"{r['student']['epochs']} + {aug.get('epochs', 0)}",
             craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
             os.path.relpath(path, results_dir)])
-    header = ["data set", "impressions", "betas", "targets", "init, pixel, image L2",
+    header = ["data set", "impressions", "betas", "targets", "init, pixel, image L2 (precision)",
               "craft its", "final craft CE", "teacher", "teacher %", "ZSKD %", "paper %",
               "ZSKD + aug. %", "paper %", "student + fine-tune epochs",
               "crafting min", "image-steps/s", "JSON"]
@@ -179,9 +179,12 @@ def _targets_label(cfg):
 
 
 def _crafting_recipe(cfg):
-    """e.g. "uniform, minmax, 0"; runs from before the init / image_l2 options used the
-    defaults, uniform noise and no penalty."""
-    return f"{cfg.get('init', 'uniform')}, {cfg['pixel']}, {cfg.get('image_l2', 0.0):g}"
+    """e.g. "uniform, minmax, 0", with ", bfloat16" for a bf16-crafted set; runs from
+    before the init / image_l2 / precision options used the defaults (uniform noise, no
+    penalty, float32)."""
+    recipe = f"{cfg.get('init', 'uniform')}, {cfg['pixel']}, {cfg.get('image_l2', 0.0):g}"
+    precision = cfg.get("craft_precision", "float32")
+    return recipe if precision == "float32" else f"{recipe}, {precision}"
 
 
 def _teacher_file(r):

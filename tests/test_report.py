@@ -59,7 +59,8 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
             ("headline", 24000, {}, {}),
             ("small", 600, {"init": "normal", "image_l2": 0.01},
              {"teacher": {"test_accuracy": 99.0, "source": "/x/mine.keras"}}),
-            ("by_flag", 600, {}, {"command": "python -m experiments.x --teacher=t.keras"}),
+            ("by_flag", 600, {"craft_precision": "bfloat16"},
+             {"command": "python -m experiments.x --teacher=t.keras"}),
             ("class", 24000, {"impressions": "class"}, {})):
         d = tmp_path / "zskd" / name
         d.mkdir(parents=True)
@@ -80,6 +81,7 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
     assert "| 24000 |" in rows[1] and "| 90.50 | 96.98 |" in rows[1]
     assert "| 600 |" in rows[2] and "| 90.50 | - |" in rows[2]
     assert "| uniform, minmax, 0 |" in rows[1] and "| normal, minmax, 0.01 |" in rows[2]
+    assert "| uniform, minmax, 0, bfloat16 |" in rows[0]
     assert "| mnist_lenet5.keras | 99.00 |" in rows[1]
     assert "| t.keras | 99.00 |" in rows[0] and "| mine.keras | 99.00 |" in rows[2]
 
