@@ -65,13 +65,14 @@ def test_manifest_without_newer_craft_options_resumes_at_their_defaults(tiny_tea
     _craft(tmp_path, tiny_teacher, t, config)
     path = tmp_path / "manifest.json"
     manifest = json.loads(path.read_text())
-    for key in ("init", "image_l2"):  # as written before these options existed
+    for key in ("init", "image_l2", "precision"):  # as written before these options existed
         del manifest["settings"]["craft"][key]
     path.write_text(json.dumps(manifest))
     assert _craft(tmp_path, tiny_teacher, t, config)["complete"]
-    other = impressions.CraftConfig(lr=0.3, batch_size=5, iterations=4, init="normal")
-    with pytest.raises(ValueError, match="craft"):
-        _craft(tmp_path, tiny_teacher, t, other)
+    for changed in ({"init": "normal"}, {"precision": "bfloat16"}):
+        other = impressions.CraftConfig(lr=0.3, batch_size=5, iterations=4, **changed)
+        with pytest.raises(ValueError, match="craft"):
+            _craft(tmp_path, tiny_teacher, t, other)
 
 
 def test_shard_contents_and_manifest(tiny_teacher, tmp_path):

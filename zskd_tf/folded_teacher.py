@@ -25,9 +25,8 @@ CHECK_TOLERANCE = 1e-4  # relative to the logits' scale
 
 
 class FoldedTeacher:
-    """Logits of a teacher from a list of ops ``(kind, params)``; see ``build``."""
-
-    internal_shape = None
+    """Logits of a teacher from a list of ops ``(kind, params)``; see ``build``. Images
+    stay in their usual layout (``to_internal`` is the identity)."""
 
     def __init__(self, ops, image_shape):
         self._ops = ops
@@ -121,8 +120,11 @@ def _chain(teacher):
 
 def _raw_ops(teacher):
     """[(kind, params), ...] in float32 with BatchNorm still unfolded ("affine"), or None."""
+    layers = _chain(teacher)
+    if layers is None:
+        return None
     ops = []
-    for layer in _chain(teacher) or [None]:
+    for layer in layers:
         t = type(layer)
         if t is keras.layers.Dropout:
             continue

@@ -7,4 +7,3 @@ def build(teacher):
     """A rewrite with ``to_internal``, ``from_internal``, ``cast`` and ``__call__`` (logits
     from images in its internal layout), checked against ``teacher``; or ``None``."""
     return fast_teacher.build(teacher) or folded_teacher.build(teacher)
-
