@@ -10,7 +10,8 @@ in bf16, images and Adam stay float32).
 Each setting runs in a fresh subprocess, so its peak RSS is its own. Teachers are freshly
 built (weights do not change the speed). ``--processes`` adds runs of P concurrent crafting
 processes with CPUs // P threads each, the way ``zskd_tf.craft_processes`` crafts, each at
-the parallelism that was fastest alone: they start their timed steps together, and their
+the parallelism the pipeline uses for that teacher (``--process_parallel`` to override):
+they start their timed steps together, and their
 rate is all their image-steps over the span from the first start to the last end (peak
 RSS is per process).
 
@@ -23,6 +24,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import common
+from zskd_tf import craft_processes  # no TensorFlow at import
 
 BATCH = 100  # the paper's crafting batch
 TEMPERATURE = 20.0
@@ -32,8 +34,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["lenet5", "alexnet"], "Teachers (zskd_tf.models names).")
 flags.DEFINE_list("parallel", ["1", "5", "10", "20", "60"],
                   f"Batches of {BATCH} images that Crafter optimises at once.")
-flags.DEFINE_list("processes", ["2"], "Concurrent crafting processes to time, each at the "
-                  "parallelism that was fastest in one process (1 = the runs above).")
+flags.DEFINE_list("processes", ["2"], "Concurrent crafting processes to time (1 = the runs "
+                  "above).")
+flags.DEFINE_integer("process_parallel", None, "Batches each of those processes crafts at "
+                     "once; default: the pipeline's (craft_processes.IMAGES_AT_ONCE) for that "
+                     "teacher, else the parallelism fastest alone.")
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Crafting precisions to time "
                   "(impressions.PRECISIONS); the eager baseline is float32.")
 flags.DEFINE_integer("steps", 10, "Timed Crafter steps per setting, after a warm-up call.")
@@ -129,6 +134,16 @@ def _wait_for_all(directory, count):
         time.sleep(0.01)
 
 
+def process_parallel(model, alone):
+    """Batches each concurrent process crafts: the flag, else the pipeline's default for
+    this teacher, else the parallelism fastest in the single-process runs ``alone``."""
+    if FLAGS.process_parallel:
+        return FLAGS.process_parallel
+    if model in craft_processes.IMAGES_AT_ONCE:
+        return max(1, craft_processes.IMAGES_AT_ONCE[model] // BATCH)
+    return max(alone, key=lambda r: r["image_steps_per_s"])["parallel"]
+
+
 def processes_rate(model, processes, parallel, steps, precision="float32"):
     """``processes`` concurrent ``crafter_rate`` runs of CPUs // processes threads each."""
     import concurrent.futures
@@ -184,8 +199,8 @@ def main(argv):
             alone = [common.run_isolated("benchmarks.craft_throughput:crafter_rate",
                                          model=model, parallel=p, steps=opts["steps"],
                                          precision=precision) for p in parallel]
-            best = max(alone, key=lambda r: r["image_steps_per_s"])["parallel"]
-            runs += alone + [processes_rate(model, int(p), best, opts["steps"], precision)
+            each = process_parallel(model, alone)
+            runs += alone + [processes_rate(model, int(p), each, opts["steps"], precision)
                              for p in opts["processes"] if int(p) > 1]
         if any(r.get("rewritten") for r in runs):
             runs.append(common.run_isolated("benchmarks.craft_throughput:crafter_rate",
@@ -208,6 +223,7 @@ def main(argv):
         "settings": {"models": opts["models"], "parallel": parallel, "batch_size": BATCH,
                      "precisions": opts["precisions"],
                      "processes": [int(p) for p in opts["processes"]],
+                     "process_parallel": FLAGS.process_parallel,
                      "steps": opts["steps"], "eager_steps": opts["eager_steps"],
                      "quick": FLAGS.quick},
         "results": results})

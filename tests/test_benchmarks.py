@@ -34,7 +34,8 @@ def test_craft_throughput_quick_end_to_end(tmp_path):
     out = tmp_path / "craft.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.craft_throughput", "--quick", "--models=lenet5",
-         "--parallel=1", "--steps=1", "--eager_steps=1", "--matmul_gflops=50", f"--out={out}"],
+         "--parallel=1", "--process_parallel=1", "--steps=1", "--eager_steps=1",
+         "--matmul_gflops=50", f"--out={out}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -30,6 +30,10 @@ SPEC = "spec.json"
 INPUTS = "inputs.npz"
 TEACHER = "teacher.keras"
 POLL_SECONDS = 0.5
+# Images each process crafts together by default, per teacher architecture: the fastest
+# settings measured on a 2-core CPU (benchmarks/results/craft_throughput_run3_*.json,
+# craft_processes_ab_*.json; docs/PERFORMANCE.md).
+IMAGES_AT_ONCE = {"lenet5": 1000, "alexnet": 100}
 
 
 def default_processes():

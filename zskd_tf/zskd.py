@@ -31,10 +31,9 @@ from zskd_tf import targets as targets_lib
 from zskd_tf import training
 
 IMPRESSION_KINDS = ("data", "class")
-# Images crafted together (per process) by default: the fastest settings measured on a
-# 2-core CPU, 1,000 for LeNet-5 and 100 for AlexNet
-# (benchmarks/results/craft_throughput_run3_*.json; docs/PERFORMANCE.md).
-CRAFT_IMAGES_AT_ONCE = {"mnist": 1000, "fashion_mnist": 1000, "cifar10": 100}
+# Images crafted together (per process) by default, per data set (through its teacher).
+CRAFT_IMAGES_AT_ONCE = {name: craft_processes.IMAGES_AT_ONCE[setup.teacher]
+                        for name, setup in paper.SETUPS.items()}
 
 
 @dataclasses.dataclass(frozen=True)
