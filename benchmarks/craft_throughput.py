@@ -134,11 +134,11 @@ def _wait_for_all(directory, count):
         time.sleep(0.01)
 
 
-def process_parallel(model, alone):
-    """Batches each concurrent process crafts: the flag, else the pipeline's default for
+def process_parallel(model, alone, given=None):
+    """Batches each concurrent process crafts: ``given``, else the pipeline's default for
     this teacher, else the parallelism fastest in the single-process runs ``alone``."""
-    if FLAGS.process_parallel:
-        return FLAGS.process_parallel
+    if given:
+        return given
     if model in craft_processes.IMAGES_AT_ONCE:
         return max(1, craft_processes.IMAGES_AT_ONCE[model] // BATCH)
     return max(alone, key=lambda r: r["image_steps_per_s"])["parallel"]
@@ -199,7 +199,7 @@ def main(argv):
             alone = [common.run_isolated("benchmarks.craft_throughput:crafter_rate",
                                          model=model, parallel=p, steps=opts["steps"],
                                          precision=precision) for p in parallel]
-            each = process_parallel(model, alone)
+            each = process_parallel(model, alone, FLAGS.process_parallel)
             runs += alone + [processes_rate(model, int(p), each, opts["steps"], precision)
                              for p in opts["processes"] if int(p) > 1]
         if any(r.get("rewritten") for r in runs):

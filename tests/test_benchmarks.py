@@ -30,6 +30,15 @@ def test_print_table_and_write_json(tmp_path, capsys):
     assert json.loads((tmp_path / "sub" / "x.json").read_text()) == {"k": [1, 2]}
 
 
+def test_process_rows_use_the_pipelines_images_per_process():
+    from benchmarks import craft_throughput
+    alone = [{"parallel": 1, "image_steps_per_s": 5.0}, {"parallel": 5, "image_steps_per_s": 9.0}]
+    assert craft_throughput.process_parallel("alexnet", alone) == 1
+    assert craft_throughput.process_parallel("lenet5", alone) == 10
+    assert craft_throughput.process_parallel("resnet", alone) == 5
+    assert craft_throughput.process_parallel("alexnet", alone, given=3) == 3
+
+
 def test_craft_throughput_quick_end_to_end(tmp_path):
     out = tmp_path / "craft.json"
     proc = subprocess.run(
