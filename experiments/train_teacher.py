@@ -29,6 +29,9 @@ flags.DEFINE_integer("eval_every", 1, "Log test accuracy every N epochs (monitor
                      "never). The reported figure is the final epoch's.")
 flags.DEFINE_float("weight_decay", 0.0, "Adds weight_decay * sum(w^2)/2 over all kernels to the "
                    "loss (0: the paper's plain cross-entropy; the TF1 reproduction: 1e-4).")
+flags.DEFINE_enum("augment", "none", ["none", "flip_crop"],
+                  "Training augmentation: none (the paper says nothing of any) or flip_crop "
+                  "(random left-right flip and 4-pixel padded crop, the usual CIFAR recipe).")
 flags.DEFINE_string("export", None, "Also copy the final .keras model to this path.")
 common.define_common_flags()
 flags.register_validator("epochs", lambda v: v is None or v > 0, "--epochs must be > 0")
@@ -56,14 +59,15 @@ def main(argv):
                  model.count_params(), epochs, len(dataset.x_train))
     result = distill.train_classifier(
         model, dataset, workdir=FLAGS.workdir, stage=model_name, epochs=epochs, lr=FLAGS.lr,
-        batch_size=FLAGS.batch_size, seed=seed, eval_every=FLAGS.eval_every, verbose=2)
+        batch_size=FLAGS.batch_size, seed=seed, eval_every=FLAGS.eval_every, verbose=2,
+        augment=None if FLAGS.augment == "none" else FLAGS.augment)
     if FLAGS.export:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.export)), exist_ok=True)
         shutil.copyfile(os.path.join(FLAGS.workdir, f"{model_name}.keras"), FLAGS.export)
     key = "teacher_ce" if model_name == setup.teacher else "student_ce"
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": model_name, "parameters": model.count_params(),
-        "epochs": epochs, "weight_decay": FLAGS.weight_decay, "paper_epochs": setup.teacher_epochs,
+        "epochs": epochs, "weight_decay": FLAGS.weight_decay, "augment": FLAGS.augment, "paper_epochs": setup.teacher_epochs,
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][key], **result})
     logging.info("final-epoch test accuracy %.2f%% (paper %.2f%%)", result["test_accuracy"],
                  paper.REPORTED[FLAGS.dataset][key])

@@ -160,3 +160,39 @@ def test_augment_batch_in_tf_data_and_function():
     y = f(tf.constant(x), tf.constant([1, 2], tf.int64))
     assert y.shape == x.shape and y.dtype == tf.float32
     np.testing.assert_array_equal(y.numpy(), A.augment_batch(x, [1, 2], prob=1.0).numpy())
+
+
+def _shifted(img, dx, dy):
+    """``img`` with output pixel (y, x) read from (y + dy, x + dx); outside is 0."""
+    out = np.zeros_like(img)
+    h, w = img.shape[:2]
+    for y in range(h):
+        for x in range(w):
+            if 0 <= y + dy < h and 0 <= x + dx < w:
+                out[y, x] = img[y + dy, x + dx]
+    return out
+
+
+def test_flip_crop_is_an_exact_flip_and_shift_of_each_image():
+    x = _rand(n=24, c=3, seed=5)
+    out = A.flip_crop(x, seed=3, pad=4).numpy()
+    assert out.shape == x.shape
+    seen_flip, seen_shift = set(), set()
+    for img, res in zip(x, out):
+        matches = [(f, dx, dy) for f in (False, True) for dx in range(-4, 5)
+                   for dy in range(-4, 5)
+                   if np.allclose(_shifted(img[:, ::-1] if f else img, dx if not f else -dx,
+                                           dy), res, atol=1e-6)]
+        assert len(matches) == 1, matches
+        seen_flip.add(matches[0][0])
+        seen_shift.add(matches[0][1:])
+    assert seen_flip == {False, True} and len(seen_shift) > 5
+    np.testing.assert_array_equal(out, A.flip_crop(x, seed=3, pad=4).numpy())
+    assert not np.array_equal(out, A.flip_crop(x, seed=4, pad=4).numpy())
+
+
+def test_flip_crop_without_padding_only_flips():
+    x = _rand(n=16, c=1, seed=6)
+    out = A.flip_crop(x, seed=1, pad=0).numpy()
+    for img, res in zip(x, out):
+        assert np.array_equal(res, img) or np.array_equal(res, img[:, ::-1])

@@ -133,3 +133,17 @@ def test_history_keeps_test_accuracy_logged_every_few_epochs(tmp_path):
     assert 0.0 <= acc[1] <= 1.0 and 0.0 <= acc[3] <= 1.0
     assert training.max_monitored_accuracy(str(tmp_path), "d") == pytest.approx(
         100 * max(acc[1], acc[3]))
+
+
+def test_teacher_trains_with_flip_crop_and_rejects_unknown_augmentation(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = blob_images(600, seed=1)
+    xt, yt = blob_images(200, seed=2)
+    ds = data_lib.Dataset(x, y, xt, yt, 10, tuple("0123456789"), "blobs")
+    result = distill.train_classifier(models.lenet5(), ds, workdir=str(tmp_path / "a"),
+                                      stage="teacher", epochs=2, lr=3e-3, batch_size=64,
+                                      verbose=0, augment="flip_crop")
+    assert result["epochs"] == 2 and result["test_accuracy"] > 20.0
+    with pytest.raises(ValueError, match="augment"):
+        distill.train_classifier(models.lenet5(), ds, workdir=str(tmp_path / "b"),
+                                 stage="teacher", epochs=1, lr=3e-3, augment="mixup")

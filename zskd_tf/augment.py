@@ -47,6 +47,10 @@ parameters, so these are our choices):
 
 Noisy results are clipped to [0, 1].  All randomness is stateless: a seed is
 an int or an int tensor of shape [2].
+
+``flip_crop`` is not the paper's: it is the usual CIFAR *teacher-training*
+augmentation (random left-right flip, random crop of the zero-padded image), an
+option of ``experiments.train_teacher``.
 """
 import functools
 
@@ -284,3 +288,25 @@ def augment_batch(images, seed, prob=0.5, noise=None):
     op = tf.random.stateless_uniform(n, s_op, minval=0, maxval=len(ops), dtype=tf.int32)
     idx = tf.where(apply, op, len(ops))  # the last table row is the identity
     return restore(_apply_table(x, idx, ops + ("identity",), mats, masks, s_noise))
+
+
+def flip_crop(images, seed, pad=4):
+    """Random left-right flip (p = 0.5) and a random crop of the image zero-padded by ``pad``.
+
+    The crop is an integer shift by (dx, dy), each uniform in [-pad, pad], vacated pixels
+    0; one exact resampling per batch. Stateless given ``seed``.
+    """
+    x, restore = _prepare(images)
+    width = x.shape[2]
+    s_flip, s_shift = tf.unstack(tf.random.experimental.stateless_split(_as_seed(seed), 2))
+    n = tf.shape(x)[:1]
+    flip = tf.random.stateless_uniform(n, s_flip) < 0.5
+    shift = tf.cast(tf.random.stateless_uniform(
+        tf.concat([n, [2]], 0), s_shift, minval=-pad, maxval=pad + 1, dtype=tf.int32),
+        tf.float32)
+    sign = tf.where(flip, -1.0, 1.0)
+    zero, one = tf.zeros_like(sign), tf.ones_like(sign)
+    # output pixel (x, y) reads input (sign * x + offset, y + dy)
+    offset = tf.where(flip, float(width - 1), 0.0) + shift[:, 0]
+    transforms = tf.stack([sign, zero, offset, zero, one, shift[:, 1], zero, zero], axis=1)
+    return restore(_transform(x, transforms))

@@ -1,7 +1,9 @@
 """Training students and teachers: cross-entropy on real data, and knowledge distillation."""
 import keras
+import tensorflow as tf
 from keras import ops
 
+from zskd_tf import augment as augment_lib
 from zskd_tf import data as data_lib
 from zskd_tf import training
 
@@ -23,15 +25,23 @@ def evaluate(model, x, y, batch_size=1024):
 
 
 def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=512, seed=0,
-                     eval_every=1, verbose="auto"):
+                     eval_every=1, verbose="auto", augment=None):
     """Teacher-CE / Student-CE: Adam on the real training set with cross-entropy.
 
     The test set is evaluated every ``eval_every`` epochs for the logs only (Keras names
     it ``val_*``); the reported number is the final epoch's test accuracy.
+    ``augment="flip_crop"`` applies ``augment.flip_crop`` to every training batch
+    (fresh draws each epoch); None trains on the images as they are (the paper).
     """
+    if augment not in (None, "flip_crop"):
+        raise ValueError(f"augment must be None or 'flip_crop', got {augment!r}")
     compile_classifier(model, lr)
     train = data_lib.make_dataset(dataset.x_train, dataset.y_train, batch_size=batch_size,
                                   shuffle=True, seed=seed)
+    if augment:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        train = tf.data.Dataset.zip(train, seeds).map(
+            lambda xy, s: (augment_lib.flip_crop(xy[0], s), xy[1])).prefetch(tf.data.AUTOTUNE)
     test = data_lib.make_dataset(dataset.x_test, dataset.y_test, batch_size=1024)
     summary = training.fit(model, train, epochs=epochs, workdir=workdir, stage=stage,
                            validation_data=test if eval_every else None,
