@@ -54,6 +54,10 @@ def real_data_section(results_dir):
             + report.markdown_table(header, rows) + "\n")
 
 
+def _number(value):
+    return "-" if value is None else f"{value:g}"
+
+
 def zskd_section(results_dir):
     runs = _load(os.path.join(results_dir, "zskd", "*", "results.json"))
     if not runs:
@@ -70,13 +74,13 @@ def zskd_section(results_dir):
             cfg["craft_iterations"], craft["mean_final_loss"], _teacher_file(r),
             acc["teacher"],
             acc["zskd"], paper_zskd, acc.get("zskd_augmented"), paper_aug,
-            f"{r['student']['epochs']} + {aug.get('epochs', 0)}",
-            craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
+            f"{r['student']['epochs']} + {aug.get('epochs', 0)}", _number(cfg.get("student_lr")),
+            cfg.get("seed", "-"), craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
             os.path.relpath(path, results_dir)])
     header = ["data set", "impressions", "betas", "targets", "init, pixel, image L2 (precision)",
               "craft its", "final craft CE", "teacher", "teacher %", "ZSKD %", "paper %",
               "ZSKD + aug. %", "paper %", "student + fine-tune epochs",
-              "crafting min", "image-steps/s", "JSON"]
+              "student lr", "seed", "crafting min", "image-steps/s", "JSON"]
     return ("## Zero-shot distillation (Tables 1-3, 6, 7; Fig. 3)\n\nFinal-epoch test accuracy; "
             "nothing is selected on the test set. The paper's figure is shown only for the "
             "setting it reports (its headline transfer-set size).\n\n"
@@ -145,7 +149,8 @@ def curve_figures(results_dir):
             ft = report.read_accuracy_history(tuned) if os.path.exists(tuned) else (None, None)
             cfg = r["config"]
             label = (f"{os.path.basename(run_dir)}: {_teacher_file(r)}, {_targets_label(cfg)}, "
-                     f"{_crafting_recipe(cfg)}")
+                     f"{_crafting_recipe(cfg)}, student lr {_number(cfg.get('student_lr'))}, "
+                     f"seed {cfg.get('seed', '-')}")
             curves.append((label, epochs, acc, *ft))
         reported = paper.REPORTED[dataset]
         references = []

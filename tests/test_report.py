@@ -59,7 +59,7 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
             ("headline", 24000, {}, {}),
             ("small", 600, {"init": "normal", "image_l2": 0.01},
              {"teacher": {"test_accuracy": 99.0, "source": "/x/mine.keras"}}),
-            ("by_flag", 600, {"craft_precision": "bfloat16"},
+            ("by_flag", 600, {"craft_precision": "bfloat16", "student_lr": 1e-4, "seed": 2},
              {"command": "python -m experiments.x --teacher=t.keras"}),
             ("class", 24000, {"impressions": "class"}, {})):
         d = tmp_path / "zskd" / name
@@ -84,6 +84,7 @@ def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
     assert "| uniform, minmax, 0, bfloat16 |" in rows[0]
     assert "| mnist_lenet5.keras | 99.00 |" in rows[1]
     assert "| t.keras | 99.00 |" in rows[0] and "| mine.keras | 99.00 |" in rows[2]
+    assert "| 5 + 0 | 0.0001 | 2 |" in rows[0] and "| 5 + 0 | - | - |" in rows[1]
 
 
 def _history(path, accuracies):
@@ -137,3 +138,20 @@ def test_arbitrary_table_and_pool_figure(tmp_path):
             "| 70.50 | - | 7 |") in rows[0]
     assert "| random |" in rows[1]
     assert os.path.getsize(tmp_path / "figures" / "arbitrary_pool_classes.png") > 1000
+
+
+def test_curves_use_a_log_axis_only_for_runs_of_very_different_lengths():
+    short = ("a", np.arange(1, 201), np.full(200, 50.0), None, None)
+    long = ("b", np.arange(1, 2001), np.full(2000, 40.0), None, None)
+    tuned = ("c", np.arange(1, 201), np.full(200, 50.0), np.arange(1, 1801),
+             np.full(1800, 60.0))
+    for curves, scale in (([short, long], "log"), ([short, short], "linear"),
+                          ([long, tuned], "linear")):
+        fig = report.accuracy_curves_figure(curves)
+        assert fig.axes[0].get_xscale() == scale
+        report.plt.close(fig)
+    many = [(str(i), np.arange(1, 11), np.full(10, float(i)), None, None) for i in range(12)]
+    fig = report.accuracy_curves_figure(many)
+    colours = {tuple(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert len(colours) == 12
+    report.plt.close(fig)

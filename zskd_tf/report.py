@@ -134,23 +134,35 @@ def accuracy_curves_figure(curves, references=(), title=None):
 
     curves: (label, epochs, accuracy %, fine-tune epochs or None, fine-tune accuracy) per
     run, fine-tuning drawn dashed after the run's last epoch; references: (label, %) drawn
-    as horizontal dotted lines (e.g. the paper's figures).
+    as horizontal dotted lines (e.g. the paper's figures). More than ten runs take
+    colours from tab20; runs of very different lengths (5x or more) get a log epoch axis.
+    The legend sits below the axes.
     """
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for label, epochs, acc, ft_epochs, ft_acc in curves:
-        line, = ax.plot(epochs, acc, label=label)
+    colours = plt.get_cmap("tab20" if len(curves) > 10 else "tab10").colors
+    fig, ax = plt.subplots(figsize=(8, 4.5 + 0.17 * len(curves)))
+    ends = []
+    for i, (label, epochs, acc, ft_epochs, ft_acc) in enumerate(curves):
+        colour = colours[i % len(colours)]
+        ax.plot(epochs, acc, label=label, color=colour)
+        ends.append(epochs[-1] if len(epochs) else 1)
         if ft_epochs is not None and len(ft_epochs):
-            ax.plot(np.asarray(ft_epochs) + epochs[-1], ft_acc, "--", color=line.get_color())
+            ax.plot(np.asarray(ft_epochs) + epochs[-1], ft_acc, "--", color=colour)
+            ends[-1] += ft_epochs[-1]
+    log_x = len(ends) > 1 and max(ends) >= 5 * min(ends)
+    if log_x:
+        ax.set_xscale("log")
     for label, value in references:
         ax.axhline(value, color="gray", linestyle=":", linewidth=1)
         ax.annotate(label, (0, value), xycoords=("axes fraction", "data"), fontsize=7,
                     color="gray", va="bottom")
-    ax.set_xlabel("epoch (dashed: augmented fine-tuning after it)")
+    ax.set_xlabel("epoch" + (" (log scale)" if log_x else "")
+                  + " (dashed: augmented fine-tuning after it)")
     ax.set_ylabel("test accuracy % (monitoring; not used for selection)")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=1,
+              frameon=False)
     fig.tight_layout()
     return fig
 
