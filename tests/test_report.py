@@ -155,3 +155,28 @@ def test_curves_use_a_log_axis_only_for_runs_of_very_different_lengths():
     colours = {tuple(line.get_color()) for line in fig.axes[0].get_lines()}
     assert len(colours) == 12
     report.plt.close(fig)
+
+
+def test_repeats_group_runs_that_differ_only_in_seed(tmp_path):
+    from experiments import summarize
+    base = {"num_impressions": 600, "betas": [1.0, 0.1], "impressions": "data",
+            "prior": "class_similarity", "pixel": "minmax", "craft_iterations": 1500,
+            "student_lr": 0.01}
+    for name, extra, zskd in (("s0", {"seed": 0, "eval_every": 10}, 40.0),
+                              ("s1", {"seed": 1, "eval_every": 50,
+                                      "parallel_batches": 5}, 50.0),
+                              ("s2", {"seed": 2, "craft_precision": "float32"}, 45.0),
+                              ("other_lr", {"seed": 0, "student_lr": 0.001}, 90.0)):
+        d = tmp_path / "zskd" / name
+        d.mkdir(parents=True)
+        run = {"dataset": "mnist", "test_accuracy": {"teacher": 99.0, "zskd": zskd},
+               "config": {**base, **extra}, "student": {"epochs": 5},
+               "crafting": {"mean_final_loss": 1.0, "craft_seconds": 1.0,
+                            "image_steps_per_second": 1.0}}
+        (d / "results.json").write_text(json.dumps(run))
+    rows = [l for l in summarize.repeats_section(str(tmp_path)).splitlines() if "| MNIST |" in l]
+    assert len(rows) == 1
+    assert "| 3 | 0, 1, 2 | 45.00 ± 5.00 | 40.00-50.00 | - | s0, s1, s2 |" in rows[0]
+    (tmp_path / "zskd" / "s1" / "results.json").unlink()
+    (tmp_path / "zskd" / "s2" / "results.json").unlink()
+    assert summarize.repeats_section(str(tmp_path)) == ""
