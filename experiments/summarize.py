@@ -42,6 +42,8 @@ def real_data_section(results_dir):
                if r["model"] == paper.SETUPS[r["dataset"]].teacher else "Student-CE")
         if r.get("weight_decay"):
             row += f", weight decay {r['weight_decay']:g}"
+        if r.get("augment", "none") != "none":
+            row += f", {r['augment']} augmentation"
         rows.append([_NAMES.get(r["dataset"], r["dataset"]), r["model"], row,
                      r["test_accuracy"], r["paper_test_accuracy"],
                      r.get("max_test_accuracy_over_epochs_selected_on_test"),

@@ -67,7 +67,8 @@ def main(argv):
     key = "teacher_ce" if model_name == setup.teacher else "student_ce"
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": model_name, "parameters": model.count_params(),
-        "epochs": epochs, "weight_decay": FLAGS.weight_decay, "augment": FLAGS.augment, "paper_epochs": setup.teacher_epochs,
+        "epochs": epochs, "weight_decay": FLAGS.weight_decay, "augment": FLAGS.augment,
+        "paper_epochs": setup.teacher_epochs,
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][key], **result})
     logging.info("final-epoch test accuracy %.2f%% (paper %.2f%%)", result["test_accuracy"],
                  paper.REPORTED[FLAGS.dataset][key])

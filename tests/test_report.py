@@ -51,6 +51,10 @@ def test_summarize_prints_only_what_the_json_says(tmp_path):
     from experiments import summarize
     assert "| Teacher-CE, weight decay 0.0001 | 12.34 |" in summarize.real_data_section(
         str(tmp_path))
+    run.update(augment="flip_crop")
+    (tmp_path / "real_data" / "mnist_lenet5_wd.json").write_text(json.dumps(run))
+    assert "| Teacher-CE, weight decay 0.0001, flip_crop augmentation | 12.34 |" in \
+        summarize.real_data_section(str(tmp_path))
 
 
 def test_zskd_table_shows_the_paper_only_for_its_setting(tmp_path):
