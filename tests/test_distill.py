@@ -147,3 +147,16 @@ def test_teacher_trains_with_flip_crop_and_rejects_unknown_augmentation(tmp_path
     with pytest.raises(ValueError, match="augment"):
         distill.train_classifier(models.lenet5(), ds, workdir=str(tmp_path / "b"),
                                  stage="teacher", epochs=1, lr=3e-3, augment="mixup")
+
+
+def test_evaluate_reports_accuracy_per_class_and_predicted_shares():
+    logits = np.array([[5, 0, 0], [5, 0, 0], [0, 5, 0], [5, 0, 0]], np.float32)
+
+    class Fixed:
+        def predict(self, x, batch_size=None, verbose=0):
+            return logits
+
+    result = distill.evaluate(Fixed(), np.zeros((4, 1)), np.array([0, 1, 1, 0]))
+    assert result["test_accuracy"] == 75.0
+    assert result["per_class_accuracy"] == [100.0, 50.0, None]  # no test image of class 2
+    assert result["predicted_share"] == [75.0, 25.0, 0.0]

@@ -1,5 +1,6 @@
 """Training students and teachers: cross-entropy on real data, and knowledge distillation."""
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -17,11 +18,18 @@ def compile_classifier(model, lr):
 
 
 def evaluate(model, x, y, batch_size=1024):
-    """Test loss and accuracy (%) at temperature 1."""
+    """Test loss and accuracy (%) at temperature 1, plus per class: accuracy (%) on the
+    images of that class, and the share (%) of all images predicted as it."""
     logits = model.predict(x, batch_size=batch_size, verbose=0)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
-    accuracy = float((logits.argmax(-1) == y).mean() * 100.0)
-    return {"test_loss": float(loss), "test_accuracy": accuracy}
+    y = np.asarray(y)
+    pred = logits.argmax(-1)
+    num_classes = logits.shape[-1]
+    per_class = [float((pred[y == c] == c).mean() * 100.0) if (y == c).any() else None
+                 for c in range(num_classes)]
+    share = np.bincount(pred, minlength=num_classes) / len(pred) * 100.0
+    return {"test_loss": float(loss), "test_accuracy": float((pred == y).mean() * 100.0),
+            "per_class_accuracy": per_class, "predicted_share": [float(v) for v in share]}
 
 
 def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=512, seed=0,
