@@ -60,6 +60,10 @@ def _number(value):
     return "-" if value is None else f"{value:g}"
 
 
+def _epochs(r):
+    return f"{r['student']['epochs']} + {r.get('student_augmented', {}).get('epochs', 0)}"
+
+
 def zskd_section(results_dir):
     runs = _load(os.path.join(results_dir, "zskd", "*", "results.json"))
     if not runs:
@@ -67,7 +71,6 @@ def zskd_section(results_dir):
     rows = []
     for path, r in runs:
         acc, cfg, craft = r["test_accuracy"], r["config"], r["crafting"]
-        aug = r.get("student_augmented", {})
         paper_zskd, paper_aug = paper.reported_zskd(r["dataset"], cfg["num_impressions"],
                                                     cfg["impressions"], cfg["prior"])
         rows.append([
@@ -76,7 +79,7 @@ def zskd_section(results_dir):
             cfg["craft_iterations"], craft["mean_final_loss"], _teacher_file(r),
             acc["teacher"],
             acc["zskd"], paper_zskd, acc.get("zskd_augmented"), paper_aug,
-            f"{r['student']['epochs']} + {aug.get('epochs', 0)}", _number(cfg.get("student_lr")),
+            _epochs(r), _number(cfg.get("student_lr")),
             cfg.get("seed", "-"), craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
             os.path.relpath(path, results_dir)])
     header = ["data set", "impressions", "betas", "targets", "init, pixel, image L2 (precision)",
@@ -161,14 +164,14 @@ def repeats_section(results_dir):
         rows.append([
             _NAMES.get(dataset, dataset), cfg["num_impressions"], _betas_label(cfg),
             _targets_label(cfg), _crafting_recipe(cfg), teacher,
-            _number(cfg.get("student_lr")), runs[0][1]["student"]["epochs"], len(runs),
+            _number(cfg.get("student_lr")), _epochs(runs[0][1]), len(runs),
             ", ".join(str(r["config"].get("seed", "-")) for _, r in runs),
             *_spread([a["zskd"] for a in acc]), _spread([a.get("zskd_augmented") for a in acc])[0],
             ", ".join(os.path.basename(os.path.dirname(p)) for p, _ in runs)])
     if not rows:
         return ""
     header = ["data set", "impressions", "betas", "targets", "init, pixel, image L2 (precision)",
-              "teacher", "student lr", "student epochs", "runs", "seeds",
+              "teacher", "student lr", "student + fine-tune epochs", "runs", "seeds",
               "ZSKD % mean ± sd", "ZSKD % range", "+ aug. % mean ± sd", "runs (zskd/...)"]
     return ("## Repeated settings\n\nRuns of the table above whose settings differ only in "
             "the seed, or that repeat a seed (on another machine or crafting path): final-"

@@ -180,7 +180,7 @@ def test_repeats_group_runs_that_differ_only_in_seed(tmp_path):
         (d / "results.json").write_text(json.dumps(run))
     rows = [l for l in summarize.repeats_section(str(tmp_path)).splitlines() if "| MNIST |" in l]
     assert len(rows) == 1
-    assert "| 3 | 0, 1, 2 | 45.00 ± 5.00 | 40.00-50.00 | - | s0, s1, s2 |" in rows[0]
+    assert "| 5 + 0 | 3 | 0, 1, 2 | 45.00 ± 5.00 | 40.00-50.00 | - | s0, s1, s2 |" in rows[0]
     (tmp_path / "zskd" / "s1" / "results.json").unlink()
     (tmp_path / "zskd" / "s2" / "results.json").unlink()
     assert summarize.repeats_section(str(tmp_path)) == ""
