@@ -38,7 +38,8 @@ def main(argv):
     logging.info("%s on %s: %.2f%%", FLAGS.model, FLAGS.dataset, result["test_accuracy"])
     for name, acc, share in zip(dataset.class_names, result["per_class_accuracy"],
                                 result["predicted_share"]):
-        print(f"{name:>12}: accuracy {acc:6.2f}%  predicted as {share:6.2f}%")
+        shown = "no images" if acc is None else f"{acc:6.2f}%"
+        print(f"{name:>12}: accuracy {shown}  predicted as {share:6.2f}%")
     if FLAGS.out:
         io_utils.write_json(FLAGS.out, {"command": common.command_line(), "model": FLAGS.model,
                                         "dataset": FLAGS.dataset,

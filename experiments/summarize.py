@@ -10,6 +10,7 @@ numbers found in those files are printed.
 import glob
 import json
 import os
+import statistics
 
 from absl import app
 from absl import flags
@@ -140,10 +141,9 @@ def _spread(values):
     values = [v for v in values if v is not None]
     if not values:
         return "-", "-"
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
-        if len(values) > 1 else 0.0
-    return f"{mean:.2f} ± {sd:.2f}", f"{min(values):.2f}-{max(values):.2f}"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return (f"{statistics.mean(values):.2f} ± {sd:.2f}",
+            f"{min(values):.2f}-{max(values):.2f}")
 
 
 def repeats_section(results_dir):
