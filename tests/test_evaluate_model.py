@@ -26,4 +26,3 @@ def test_binary_prints_and_writes_per_class_figures(tmp_path):
 def test_binary_rejects_a_missing_model(tmp_path):
     proc = run_module("experiments.evaluate_model", f"--model={tmp_path / 'none.keras'}")
     assert proc.returncode != 0 and "--model" in proc.stderr
-
