@@ -74,3 +74,16 @@ def test_bad_arguments(kwargs, message):
     args = {"num_impressions": 100, **kwargs}
     with pytest.raises(ValueError, match=message):
         targets.sample(_alpha(), **args)
+
+
+def test_expected_class_share_matches_the_mean_of_a_sampled_transfer_set():
+    alpha = _alpha(seed=2)
+    t = targets.sample(alpha, 40000, betas=(1.0, 0.1), seed=8)
+    share = targets.expected_class_share(alpha, (1.0, 0.1))
+    np.testing.assert_allclose(share.sum(), 1.0, atol=1e-12)
+    np.testing.assert_allclose(t.targets.mean(0), share, atol=0.004)
+    assert share.max() - share.min() > 0.02  # a real prior is not flat
+    np.testing.assert_allclose(targets.expected_class_share(alpha, prior="uniform"), 0.1)
+    np.testing.assert_allclose(targets.expected_class_share(alpha, prior="one_hot"), 0.1)
+    with pytest.raises(ValueError, match="prior"):
+        targets.expected_class_share(alpha, prior="flat")

@@ -49,8 +49,8 @@ _HOW_TO_PROVIDE = ("pass data_dir= / --data_dir, or set ZSKD_DATA_DIR to a folde
                    "`python shared/datasets/prepare.py DIR` "
                    "(mnist.npz, fashion-mnist/*.gz, cifar-10-batches-py/)")
 _RAW_SHAPE = {"mnist": (28, 28), "fashion_mnist": (28, 28), "cifar10": (32, 32, 3)}
-_CLASSES = {"mnist": MNIST_CLASSES, "fashion_mnist": FASHION_MNIST_CLASSES,
-            "cifar10": CIFAR10_CLASSES}
+CLASS_NAMES = {"mnist": MNIST_CLASSES, "fashion_mnist": FASHION_MNIST_CLASSES,
+               "cifar10": CIFAR10_CLASSES}
 _IDX_IMAGES, _IDX_LABELS = 2051, 2049  # IDX magic numbers: ubyte, 3-d / 1-d
 _CHUNK = 10000  # images converted to float per step
 
@@ -156,7 +156,7 @@ def _check(x, y, x_src, y_src, key):
         raise DataError(f"{x_src} has {len(x)} images but {y_src} has {len(y)} labels.")
     if len(x) == 0:
         raise DataError(f"{x_src}: no images.")
-    num_classes = len(_CLASSES[key])
+    num_classes = len(CLASS_NAMES[key])
     if y.min() < 0 or y.max() >= num_classes:
         raise DataError(f"{y_src}: labels must be in [0, {num_classes}), "
                         f"found min {y.min()} max {y.max()}.")
@@ -180,7 +180,7 @@ def _read_keras(key):
     src = f"keras.datasets.{key}"
     train = _check(x_tr, np.reshape(y_tr, -1), src, src, key)  # cifar10 labels are (N, 1)
     test = _check(x_te, np.reshape(y_te, -1), src, src, key)
-    return train, test, _CLASSES[key]
+    return train, test, CLASS_NAMES[key]
 
 
 def _read_mnist(root):

@@ -72,6 +72,23 @@ def sample(concentration, num_impressions, betas=paper.BETAS, prior="class_simil
     return Targets(targets, np.concatenate(classes), np.concatenate(beta_col))
 
 
+def expected_class_share(concentration, betas=paper.BETAS, prior="class_similarity",
+                         eps=paper.DIRICHLET_EPS):
+    """(K,) expected share of all target mass that falls on each class, over a transfer
+    set split equally between classes and betas: the mean over (k, beta) of the
+    Dirichlet mean (beta * alpha^k + eps) / sum(beta * alpha^k + eps). Sums to 1."""
+    alpha = np.asarray(concentration, np.float64)
+    if prior == "uniform":
+        alpha = np.ones_like(alpha)
+    elif prior == "one_hot":
+        return np.full(alpha.shape[0], 1.0 / alpha.shape[0])
+    elif prior != "class_similarity":
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+    shares = [(float(b) * alpha + eps) / (float(b) * alpha + eps).sum(axis=1, keepdims=True)
+              for b in betas]
+    return np.mean([s.mean(axis=0) for s in shares], axis=0)
+
+
 def _repair(y, k):
     """Rows that underflowed to all zeros (tiny concentrations) fall back to one-hot k."""
     bad = ~np.isfinite(y).all(axis=1) | (y.sum(axis=1) <= 0)
