@@ -24,6 +24,15 @@ def define_common_flags():
     flags.mark_flag_as_required("workdir")
 
 
+def positive_numbers(values):
+    """True if ``values`` is a non-empty list of finite numbers > 0 (a --beta list)."""
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    return bool(out) and all(0 < b < float("inf") for b in out)
+
+
 def command_line():
     return "python -m " + " ".join(
         shlex.quote(a) for a in [_module_name(sys.argv[0])] + sys.argv[1:])

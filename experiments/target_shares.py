@@ -27,16 +27,8 @@ flags.DEFINE_string("out", None, "Also write the figures as JSON here.")
 flags.mark_flag_as_required("teacher")
 flags.register_validator("teacher", lambda p: p is None or os.path.isfile(p),
                          "--teacher must name an existing .keras file")
-flags.register_validator("beta", lambda v: _positive_numbers(v),
+flags.register_validator("beta", common.positive_numbers,
                          "--beta must be a non-empty comma-separated list of numbers > 0")
-
-
-def _positive_numbers(values):
-    try:
-        betas = [float(v) for v in values]
-    except (TypeError, ValueError):
-        return False
-    return bool(betas) and all(0 < b < float("inf") for b in betas)
 
 
 def main(argv):

@@ -18,14 +18,6 @@ FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _float_list(values):
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        return False
-    return bool(out) and all(b > 0 and b == b and b != float("inf") for b in out)
-
-
 def define_flags(dataset):
     """Defines the binary's flags; ``dataset`` sets the defaults."""
     setup = paper.SETUPS[dataset]
@@ -81,7 +73,7 @@ def define_flags(dataset):
     flags.DEFINE_integer("eval_every", 10, "Log test accuracy every N epochs (monitoring "
                          "only; 0: never). Reported figures are final-epoch.")
     common.define_common_flags()
-    flags.register_validator("beta", _float_list,
+    flags.register_validator("beta", common.positive_numbers,
                              "--beta must be a non-empty comma-separated list of numbers > 0")
     for name in ("num_impressions", "craft_iterations", "student_epochs",
                  "batch_size", "teacher_epochs", "cpu_devices"):
@@ -104,7 +96,7 @@ def define_flags(dataset):
 
 
 def _enough_impressions(values):
-    if not _float_list(values["beta"]):
+    if not common.positive_numbers(values["beta"]):
         return True  # reported by the --beta validator
     betas = len(values["beta"]) if values["impressions"] == "data" else 1
     return values["num_impressions"] >= 10 * betas
