@@ -1,7 +1,7 @@
 r"""How a teacher's Dirichlet prior spreads the target mass over its classes.
 
     python -m experiments.target_shares --teacher=pretrained/fashion_mnist_lenet5_wd.keras \
-        --dataset=fashion_mnist --out=results/zskd/target_shares_fashion_mnist.json
+        --dataset=fashion_mnist --out=results/target_shares/fashion_mnist_lenet5_wd.json
 
 For a transfer set split equally between classes and betas, prints each class's expected
 share of all soft-target mass (the Dirichlet means, ``targets.expected_class_share``) and
