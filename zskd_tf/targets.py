@@ -40,20 +40,11 @@ def sample(concentration, num_impressions, betas=paper.BETAS, prior="class_simil
     Each (class, beta) group draws from Dir(K, beta * alpha^k + eps) with its own stateless
     seed, so a group's samples do not depend on the other groups.
     """
-    alpha = np.asarray(concentration, np.float64)
-    if alpha.ndim != 2 or alpha.shape[0] != alpha.shape[1]:
-        raise ValueError(f"concentration must be a (K, K) matrix, got shape {alpha.shape}")
-    if prior not in PRIORS:
-        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-    betas = [float(b) for b in betas]
-    if not betas or any(not np.isfinite(b) or b <= 0 for b in betas):
-        raise ValueError(f"betas must be a non-empty list of numbers > 0, got {betas}")
+    alpha, betas = _checked(concentration, betas, prior)
     num_classes = alpha.shape[0]
     if prior == "one_hot":
         betas = [0.0]
     n = per_group(num_impressions, num_classes, len(betas))
-    if prior == "uniform":
-        alpha = np.ones_like(alpha)
     parts, classes, beta_col = [], [], []
     for k in range(num_classes):
         for b, beta in enumerate(betas):
@@ -77,16 +68,24 @@ def expected_class_share(concentration, betas=paper.BETAS, prior="class_similari
     """(K,) expected share of all target mass that falls on each class, over a transfer
     set split equally between classes and betas: the mean over (k, beta) of the
     Dirichlet mean (beta * alpha^k + eps) / sum(beta * alpha^k + eps). Sums to 1."""
-    alpha = np.asarray(concentration, np.float64)
-    if prior == "uniform":
-        alpha = np.ones_like(alpha)
-    elif prior == "one_hot":
+    alpha, betas = _checked(concentration, betas, prior)
+    if prior == "one_hot":
         return np.full(alpha.shape[0], 1.0 / alpha.shape[0])
-    elif prior != "class_similarity":
+    means = [(b * alpha + eps) / (b * alpha + eps).sum(axis=1, keepdims=True) for b in betas]
+    return np.mean([m.mean(axis=0) for m in means], axis=0)
+
+
+def _checked(concentration, betas, prior):
+    """(alpha the prior samples from, betas as floats), or ValueError for bad arguments."""
+    alpha = np.asarray(concentration, np.float64)
+    if alpha.ndim != 2 or alpha.shape[0] != alpha.shape[1]:
+        raise ValueError(f"concentration must be a (K, K) matrix, got shape {alpha.shape}")
+    if prior not in PRIORS:
         raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-    shares = [(float(b) * alpha + eps) / (float(b) * alpha + eps).sum(axis=1, keepdims=True)
-              for b in betas]
-    return np.mean([s.mean(axis=0) for s in shares], axis=0)
+    betas = [float(b) for b in betas]
+    if not betas or any(not np.isfinite(b) or b <= 0 for b in betas):
+        raise ValueError(f"betas must be a non-empty list of numbers > 0, got {betas}")
+    return (np.ones_like(alpha) if prior == "uniform" else alpha), betas
 
 
 def _repair(y, k):
