@@ -72,6 +72,10 @@ def define_flags(dataset):
                          "(to try --strategy=mirrored without GPUs).")
     flags.DEFINE_integer("eval_every", 10, "Log test accuracy every N epochs (monitoring "
                          "only; 0: never). Reported figures are final-epoch.")
+    flags.DEFINE_integer("heldout_impressions", 0, "Also craft this many held-out "
+                         "impressions (own targets and noise) and log the student's "
+                         "agreement with the teacher on them, as they are and augmented, "
+                         "every --eval_every epochs: a data-free training signal (0: off).")
     common.define_common_flags()
     flags.register_validator("beta", common.positive_numbers,
                              "--beta must be a non-empty comma-separated list of numbers > 0")
@@ -86,6 +90,8 @@ def define_flags(dataset):
     flags.register_validator("image_l2", lambda v: v >= 0, "--image_l2 must be >= 0")
     flags.register_validator("finetune_epochs", lambda v: v >= 0,
                              "--finetune_epochs must be >= 0")
+    flags.register_validator("heldout_impressions", lambda v: v is not None and v >= 0,
+                             "--heldout_impressions must be >= 0")
     flags.register_validator("augment_prob", lambda v: 0 <= v <= 1,
                              "--augment_prob must be in [0, 1]")
     flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
@@ -93,13 +99,21 @@ def define_flags(dataset):
     flags.register_multi_flags_validator(
         ["num_impressions", "beta", "impressions"], _enough_impressions,
         "--num_impressions must be at least classes (10) x number of --beta values")
+    flags.register_multi_flags_validator(
+        ["heldout_impressions", "beta", "impressions"], _enough_heldout,
+        "--heldout_impressions must be 0 or at least classes (10) x number of --beta values")
 
 
-def _enough_impressions(values):
-    if not common.positive_numbers(values["beta"]):
-        return True  # reported by the --beta validator
+def _enough_impressions(values, key="num_impressions"):
+    if not common.positive_numbers(values["beta"]) or values[key] is None:
+        return True  # reported by the --beta or the flag's own validator
     betas = len(values["beta"]) if values["impressions"] == "data" else 1
-    return values["num_impressions"] >= 10 * betas
+    return values[key] >= 10 * betas
+
+
+def _enough_heldout(values):
+    return values["heldout_impressions"] == 0 or _enough_impressions(
+        values, "heldout_impressions")
 
 
 def pretrained_path(dataset, model):
@@ -142,7 +156,8 @@ def main(dataset):
         temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
         student_lr=FLAGS.student_lr, batch_size=FLAGS.batch_size, augment=FLAGS.augment,
         finetune_epochs=FLAGS.finetune_epochs, finetune_lr=FLAGS.finetune_lr,
-        augment_prob=FLAGS.augment_prob, eval_every=FLAGS.eval_every, seed=FLAGS.seed)
+        augment_prob=FLAGS.augment_prob, eval_every=FLAGS.eval_every,
+        heldout_impressions=FLAGS.heldout_impressions, seed=FLAGS.seed)
     result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
                       strategy=strategy)
     if "student" in result:  # a non-chief host only crafts

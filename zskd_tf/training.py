@@ -101,11 +101,13 @@ def max_monitored_accuracy(workdir, stage):
 
 def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
         validation_freq=1, steps_per_epoch=None, verbose="auto", extra_callbacks=(),
-        export=None):
+        export=None, monitors=()):
     """Trains a compiled model, resuming an interrupted run; returns a summary dict.
 
     ``export`` is the model saved as ``WORKDIR/<stage>.keras`` at the end (default: the
-    trained model itself; a distiller exports its student). The summary holds the epochs
+    trained model itself; a distiller exports its student). ``monitors`` are callbacks
+    that add entries to the epoch logs; they run before the CSV and TensorBoard logs are
+    written, so those record them. The summary holds the epochs
     run, per-epoch wall times and the final logs. If the stage's final model exists
     already, ``export`` gets its weights and no training happens.
     """
@@ -121,6 +123,7 @@ def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
     os.makedirs(paths["backup"], exist_ok=True)
     callbacks = [
         EpochTimer(),
+        *monitors,
         keras.callbacks.BackupAndRestore(paths["backup"], delete_checkpoint=False),
         HistoryCSV(paths["csv"]),
         keras.callbacks.TensorBoard(paths["tb"], histogram_freq=0, write_graph=False,

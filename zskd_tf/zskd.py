@@ -6,6 +6,8 @@
 Stages, each reused when a rerun finds it finished in ``workdir``:
 similarity -> targets -> crafting (``transfer_set/``) -> distillation (``student.keras``)
 -> optional augmented fine-tuning (``student_augmented.keras``) -> evaluation.
+With ``heldout_impressions`` > 0 a second, smaller set (``heldout_set/``) is crafted from
+its own targets and noise and monitored during training (``zskd_tf.heldout``).
 """
 import dataclasses
 import os
@@ -20,6 +22,7 @@ from zskd_tf import craft_processes
 from zskd_tf import data as data_lib
 from zskd_tf import distill
 from zskd_tf import distribute
+from zskd_tf import heldout as heldout_lib
 from zskd_tf import impressions
 from zskd_tf import io_utils
 from zskd_tf import paper
@@ -62,6 +65,7 @@ class Config:
     finetune_lr: float = None
     augment_prob: float = 0.5
     eval_every: int = 10
+    heldout_impressions: int = 0     # 0: no held-out set, no monitoring
     seed: int = 0
 
     def resolved(self):
@@ -95,6 +99,8 @@ class Config:
                      "student_epochs", "craft_processes"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.heldout_impressions < 0:
+            raise ValueError("heldout_impressions must be >= 0")
         if self.finetune_epochs < 0:
             raise ValueError("finetune_epochs must be >= 0")
         if not 0 <= self.augment_prob <= 1:
@@ -111,20 +117,30 @@ class Config:
             raise ValueError("temperature must be > 0")
 
 
-def craft(teacher, workdir, config, tb_writer=None, strategy=None):
+# part -> (directory under the workdir, prefix of its seed streams)
+PARTS = {"transfer": ("transfer_set", ""), "heldout": ("heldout_set", "heldout-")}
+
+
+def craft(teacher, workdir, config, tb_writer=None, strategy=None, part="transfer"):
     """Similarity -> targets -> crafted transfer set in ``workdir/transfer_set``.
+
+    ``part="heldout"`` crafts ``config.heldout_impressions`` images the same way into
+    ``workdir/heldout_set``, from seed streams of its own, so the transfer set is the
+    same with or without one.
 
     Under a ``strategy`` with several local replicas, each replica crafts whole shards;
     otherwise ``config.craft_processes`` processes do (``zskd_tf.craft_processes``). Under
     ``TF_CONFIG`` each host crafts its share of the shards (``zskd_tf.distribute``).
     """
     config = config.resolved()
+    dirname, prefix = PARTS[part]
+    count = config.heldout_impressions if part == "heldout" else config.num_impressions
     sim, alpha = similarity.from_model(teacher)
     np.save(os.path.join(workdir, "similarity.npy"), sim)
     betas = config.betas if config.impressions == "data" else (1.0,)
     prior = config.prior if config.impressions == "data" else "one_hot"
-    targets = targets_lib.sample(alpha, config.num_impressions, betas=betas, prior=prior,
-                                 seed=seeding.derive(config.seed, "targets"))
+    targets = targets_lib.sample(alpha, count, betas=betas, prior=prior,
+                                 seed=seeding.derive(config.seed, prefix + "targets"))
     b = config.craft_batch_size
     usable = len(targets) - len(targets) % b
     if usable < len(targets):
@@ -135,30 +151,30 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None):
     thresholds = None
     if config.impressions == "class":
         thresholds = impressions.class_impression_thresholds(
-            len(targets), seed=seeding.derive(config.seed, "ci-thresholds"))
+            len(targets), seed=seeding.derive(config.seed, prefix + "ci-thresholds"))
     craft_config = impressions.CraftConfig(
         lr=config.craft_lr, batch_size=b, iterations=config.craft_iterations,
         temperature=config.temperature, pixel=config.pixel, init=config.init,
         image_l2=config.image_l2, precision=config.craft_precision)
 
     def on_shard(i, crafted, record):
-        if tb_writer is not None:
+        if tb_writer is not None and part == "transfer":
             with tb_writer.as_default(step=i):
                 tf.summary.scalar("craft/mean_loss", record["mean_loss"])
                 tf.summary.scalar("craft/image_steps_per_second",
                                   record["image_steps_per_second"])
 
-    if tb_writer is not None:
+    if tb_writer is not None and part == "transfer":
         with tb_writer.as_default(step=0):
             tf.summary.image("class_similarity", report.figure_to_image(
                 report.similarity_figure(sim)))
     start = time.perf_counter()
-    kwargs = dict(seed=seeding.derive(config.seed, "craft-noise"),
+    kwargs = dict(seed=seeding.derive(config.seed, prefix + "craft-noise"),
                   parallel_batches=config.parallel_batches, thresholds=thresholds,
                   settings={"impressions": config.impressions, "prior": prior,
                             "betas": list(betas)},
                   on_shard=on_shard, worker=distribute.worker())
-    directory = os.path.join(workdir, "transfer_set")
+    directory = os.path.join(workdir, dirname)
     devices = distribute.crafting_devices(strategy) if strategy else None
     processes = 1 if devices else config.craft_processes
     if devices and config.craft_processes > 1:
@@ -176,12 +192,14 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None):
 
 
 def distill_images(teacher, student, x, workdir, config, test=None, augmented=False,
-                   strategy=None):
+                   strategy=None, heldout=None):
     """Trains ``student`` on the unlabelled images ``x`` (stage ``student``), or fine-tunes
     it on a mixture of ``x`` and augmented ``x`` (stage ``student_augmented``), with the
     student schedule, temperature, seed and augmentation settings of ``config``.
 
-    With a ``strategy``, teacher and student must have been built under its scope."""
+    ``heldout``: optional held-out impressions, monitored every ``config.eval_every``
+    epochs (``zskd_tf.heldout``). With a ``strategy``, teacher and student must have been
+    built under its scope."""
     config = config.resolved()
     stage = "student_augmented" if augmented else "student"
     seed = seeding.seed_stage(config.seed, stage)
@@ -202,23 +220,32 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
     if test is not None and config.eval_every:
         val = data_lib.make_dataset(test[0], test[1], batch_size=1024)
     epochs = config.finetune_epochs if augmented else config.student_epochs
+    monitors = ()
+    if heldout is not None and len(heldout):
+        monitors = (heldout_lib.HeldoutMonitor(
+            student, teacher, heldout, temperature=config.temperature,
+            seed=seeding.derive(config.seed, "heldout-augment"),
+            every=config.eval_every or 10, epochs=epochs),)
     return training.fit(distiller, ds, epochs=epochs, workdir=workdir, stage=stage,
                         validation_data=val, validation_freq=max(1, config.eval_every),
-                        steps_per_epoch=steps, export=student, verbose=2)
+                        steps_per_epoch=steps, export=student, verbose=2,
+                        monitors=monitors)
 
 
-def distill_and_evaluate(teacher, student, x, workdir, config, test=None, strategy=None):
+def distill_and_evaluate(teacher, student, x, workdir, config, test=None, strategy=None,
+                         heldout=None):
     """Distillation on the images ``x``, then augmented fine-tuning if ``config.augment``;
     with ``test`` = (x_test, y_test), each stage's final-epoch test accuracy, the
     teacher's, and (labelled as selected on the test set) each stage's best monitored one.
     """
     results = {"student": distill_images(teacher, student, x, workdir, config, test,
-                                         strategy=strategy)}
+                                         strategy=strategy, heldout=heldout)}
     if test is not None:
         results["student"].update(distill.evaluate(student, *test))
     if config.augment and config.finetune_epochs > 0:
         results["student_augmented"] = distill_images(teacher, student, x, workdir, config,
-                                                      test, augmented=True, strategy=strategy)
+                                                      test, augmented=True, strategy=strategy,
+                                                      heldout=heldout)
         if test is not None:
             results["student_augmented"].update(distill.evaluate(student, *test))
     if test is not None:
@@ -242,6 +269,10 @@ def run(teacher, student, workdir, config, test=None, strategy=None):
     os.makedirs(workdir, exist_ok=True)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tb", "craft"))
     sim, craft_stats = craft(teacher, workdir, config, tb_writer=writer, strategy=strategy)
+    heldout = None
+    if config.heldout_impressions:
+        _, craft_stats["heldout"] = craft(teacher, workdir, config, strategy=strategy,
+                                          part="heldout")
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Several-host distillation would have every host write the same stage files:
         # the hosts share crafting, then the chief distills alone.
@@ -256,8 +287,11 @@ def run(teacher, student, workdir, config, test=None, strategy=None):
     report.save_impression_grid(os.path.join(workdir, "transfer_set"), grid_path, writer)
     writer.flush()
     x = store.load(os.path.join(workdir, "transfer_set"), keys=("images",))["images"]
+    if config.heldout_impressions:
+        heldout = store.load(os.path.join(workdir, "heldout_set"), keys=("images",))["images"]
     results = {"config": dataclasses.asdict(config), "crafting": craft_stats,
-               **distill_and_evaluate(teacher, student, x, workdir, config, test, strategy)}
+               **distill_and_evaluate(teacher, student, x, workdir, config, test, strategy,
+                                      heldout=heldout)}
     io_utils.write_json(os.path.join(workdir, "zskd.json"), results)
     return results
 
