@@ -61,7 +61,9 @@ def define_flags(dataset):
     flags.DEFINE_integer("batch_size", paper.BATCH_SIZE, "Distillation batch size.")
     flags.DEFINE_bool("augment", True, "Fine-tune on a mixture of impressions and augmented "
                       "impressions after distillation (Table 6).")
-    flags.DEFINE_integer("finetune_epochs", 200, "Augmented fine-tuning epochs.")
+    flags.DEFINE_integer("finetune_epochs", setup.finetune_epochs,
+                         "Augmented fine-tuning epochs (the paper gives none; see "
+                         "docs/REPRODUCTION.md).")
     flags.DEFINE_float("finetune_lr", None, "Augmented fine-tuning LR (appendix: 0.001).")
     flags.DEFINE_float("augment_prob", 0.5, "Share of impressions augmented per batch.")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],

@@ -61,7 +61,7 @@ class Config:
     student_lr: float = None
     batch_size: int = paper.BATCH_SIZE
     augment: bool = True
-    finetune_epochs: int = 200
+    finetune_epochs: int = None     # default: paper.SETUPS[dataset].finetune_epochs
     finetune_lr: float = None
     augment_prob: float = 0.5
     eval_every: int = 10
@@ -79,6 +79,7 @@ class Config:
             defaults = {"craft_lr": setup.lr, "craft_batch_size": setup.batch_size,
                         "student_lr": setup.student_lr}
         defaults["finetune_lr"] = paper.SETUPS[self.dataset].finetune_lr
+        defaults["finetune_epochs"] = paper.SETUPS[self.dataset].finetune_epochs
         batch = self.craft_batch_size or defaults["craft_batch_size"]
         defaults["parallel_batches"] = max(1, CRAFT_IMAGES_AT_ONCE[self.dataset] // batch)
         if self.craft_processes is None:
@@ -101,7 +102,7 @@ class Config:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.heldout_impressions < 0:
             raise ValueError("heldout_impressions must be >= 0")
-        if self.finetune_epochs < 0:
+        if self.finetune_epochs is not None and self.finetune_epochs < 0:
             raise ValueError("finetune_epochs must be >= 0")
         if not 0 <= self.augment_prob <= 1:
             raise ValueError("augment_prob must be in [0, 1]")
@@ -238,6 +239,7 @@ def distill_and_evaluate(teacher, student, x, workdir, config, test=None, strate
     with ``test`` = (x_test, y_test), each stage's final-epoch test accuracy, the
     teacher's, and (labelled as selected on the test set) each stage's best monitored one.
     """
+    config = config.resolved()
     results = {"student": distill_images(teacher, student, x, workdir, config, test,
                                          strategy=strategy, heldout=heldout)}
     if test is not None:
