@@ -20,6 +20,11 @@ def test_class_breakdown_by_hand():
     # the teacher labels one of the two images aimed at class 0 as 0, and the others right
     assert s["hit_rate"] == [50.0, 100.0, 100.0]
     assert s["mean_loss"] == [2.0, 0.25, 0.5]
+    assert "student_agreement" not in s
+    student = np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
+    s = transfer_stats.class_breakdown(soft, targets, classes, student_logits=student)
+    # the teacher labels images 1 and 3 as class 1; the student agrees on image 3 only
+    assert s["student_agreement"] == [100.0, 50.0, 100.0]
 
 
 def test_class_breakdown_marks_absent_classes_and_checks_shapes():
@@ -38,8 +43,10 @@ def test_binary_writes_the_breakdown_of_a_crafted_set(tiny_teacher, tmp_path):
     store.craft_transfer_set(str(directory), tiny_teacher, t, config, seed=3,
                              parallel_batches=2)
     out = tmp_path / "breakdown.json"
+    student = tmp_path / "student.keras"
+    tiny_teacher.save(student)  # the teacher as its own student agrees everywhere
     proc = run_module("experiments.transfer_set_classes", f"--transfer_set={directory}",
-                      f"--out={out}")
+                      f"--out={out}", f"--student={student}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["command"].startswith("python -m experiments.transfer_set_classes")
@@ -47,6 +54,8 @@ def test_binary_writes_the_breakdown_of_a_crafted_set(tiny_teacher, tmp_path):
     assert sum(result["teacher_top1_share"]) == pytest.approx(100.0)
     np.testing.assert_allclose(result["target_share"], t.targets.mean(0) * 100, rtol=1e-5)
     assert "hit rate" in proc.stdout
+    assert all(v in (None, 100.0) for v in result["student_agreement"])
+    assert any(v == 100.0 for v in result["student_agreement"])
 
 
 def test_binary_rejects_a_directory_without_a_transfer_set(tmp_path):

@@ -6,7 +6,7 @@ impressions the teacher ends up labelling as it: these figures separate the two.
 import numpy as np
 
 
-def class_breakdown(soft_labels, targets, classes, losses=None):
+def class_breakdown(soft_labels, targets, classes, losses=None, student_logits=None):
     """Per class k (all in %, over the transfer set):
 
     - ``target_share``: share of the target mass on k (mean of targets[:, k]);
@@ -17,7 +17,10 @@ def class_breakdown(soft_labels, targets, classes, losses=None):
     - ``hit_rate``: of the images whose target's top class is k, the share the teacher
       also labels k;
     - ``mean_loss`` (if ``losses``): the final crafting loss of the images crafted for
-      class k (their Dirichlet class, ``classes``).
+      class k (their Dirichlet class, ``classes``);
+    - ``student_agreement`` (if ``student_logits``): of the images the teacher labels k,
+      the share a student also labels k (on held-out impressions: whether what the
+      student learnt of class k carries beyond its own transfer set).
     """
     soft_labels, targets = np.asarray(soft_labels), np.asarray(targets)
     classes = np.asarray(classes)
@@ -39,6 +42,11 @@ def class_breakdown(soft_labels, targets, classes, losses=None):
         "teacher_share": (soft_labels.mean(0) * 100.0).tolist(),
         "hit_rate": hits,
     }
+    if student_logits is not None:
+        student_top = np.asarray(student_logits).argmax(1)
+        out["student_agreement"] = [
+            float((student_top[teacher_top == c] == c).mean() * 100.0)
+            if (teacher_top == c).any() else None for c in range(k)]
     if losses is not None:
         losses = np.asarray(losses)
         out["mean_loss"] = [float(losses[classes == c].mean()) if (classes == c).any()
