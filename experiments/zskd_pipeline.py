@@ -77,7 +77,8 @@ def define_flags(dataset):
     flags.DEFINE_integer("heldout_impressions", 0, "Also craft this many held-out "
                          "impressions (own targets and noise) and log the student's "
                          "agreement with the teacher on them, as they are and augmented, "
-                         "every --eval_every epochs: a data-free training signal (0: off).")
+                         "every --eval_every epochs (every 10 if that is 0): a data-free training "
+                         "signal, not a stopping rule (0: off).")
     common.define_common_flags()
     flags.register_validator("beta", common.positive_numbers,
                              "--beta must be a non-empty comma-separated list of numbers > 0")
