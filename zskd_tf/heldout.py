@@ -1,8 +1,10 @@
 """Data-free monitoring of a student on held-out Data Impressions.
 
-Zero-shot distillation has no real validation data, so the only honest signal for how
-long to train comes from impressions the student never sees: a second set crafted like
-the transfer set, from its own targets and noise (``zskd.craft(..., part="heldout")``).
+Zero-shot distillation has no real validation data. One signal that needs none comes
+from impressions the student never sees: a second set crafted like the transfer set,
+from its own targets and noise (``zskd.craft(..., part="heldout")``). It tracked the test
+accuracy on MNIST and ran against it on Fashion-MNIST (docs/REPRODUCTION.md): read it,
+do not stop on it.
 ``HeldoutMonitor`` logs, every few epochs, how often the student agrees with the
 teacher's top-1 class and the KD loss on those images as they are and on a fixed
 augmented copy of them (``augment.augment_batch`` with probability 1).

@@ -137,7 +137,8 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None, part="transfe
     dirname, prefix = PARTS[part]
     count = config.heldout_impressions if part == "heldout" else config.num_impressions
     sim, alpha = similarity.from_model(teacher)
-    np.save(os.path.join(workdir, "similarity.npy"), sim)
+    if part == "transfer":
+        np.save(os.path.join(workdir, "similarity.npy"), sim)
     betas = config.betas if config.impressions == "data" else (1.0,)
     prior = config.prior if config.impressions == "data" else "one_hot"
     targets = targets_lib.sample(alpha, count, betas=betas, prior=prior,
