@@ -17,7 +17,6 @@ from absl import flags
 from absl import logging
 
 from experiments import common
-from experiments import zskd_pipeline
 from zskd_tf import paper
 
 SOURCES = ("uniform_noise",) + common.DATASETS
@@ -78,7 +77,7 @@ def main(argv):
     from zskd_tf import zskd
 
     setup = paper.SETUPS[FLAGS.dataset]
-    teacher_path = zskd_pipeline.existing_teacher(FLAGS.dataset, FLAGS.teacher)
+    teacher_path = common.existing_teacher(FLAGS.dataset, FLAGS.teacher)
     if FLAGS.transfer == FLAGS.dataset:
         logging.warning("--transfer is the teacher's own data set: a reference, not data-free")
     workdir = FLAGS.workdir

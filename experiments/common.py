@@ -5,6 +5,7 @@ import shlex
 import sys
 import time
 
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -12,6 +13,7 @@ from zskd_tf import io_utils
 
 FLAGS = flags.FLAGS
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def define_common_flags():
@@ -74,3 +76,17 @@ def write_results(workdir, results):
     io_utils.write_json(path, results)
     logging.info("results written to %s", path)
     return results
+
+
+def pretrained_path(dataset, model):
+    return os.path.join(REPO, "pretrained", f"{dataset}_{model}.keras")
+
+
+def existing_teacher(dataset, given):
+    """``given`` or the committed pretrained teacher of ``dataset``, for binaries that do
+    not train one; a UsageError when there is none."""
+    from zskd_tf import paper
+    path = given or pretrained_path(dataset, paper.SETUPS[dataset].teacher)
+    if not os.path.isfile(path):
+        raise app.UsageError(f"no teacher at {path}: pass --teacher")
+    return path

@@ -13,7 +13,6 @@ from absl import flags
 from absl import logging
 
 from experiments import common
-from experiments import zskd_pipeline
 from zskd_tf import paper
 
 FLAGS = flags.FLAGS
@@ -43,7 +42,7 @@ def main(argv):
     from zskd_tf import training
 
     setup = paper.SETUPS[FLAGS.dataset]
-    teacher_path = zskd_pipeline.existing_teacher(FLAGS.dataset, FLAGS.teacher)
+    teacher_path = common.existing_teacher(FLAGS.dataset, FLAGS.teacher)
     common.write_config(FLAGS.workdir)
     data = data_lib.load(FLAGS.dataset, FLAGS.data_dir)
     teacher = models.load(teacher_path)

@@ -7,7 +7,6 @@ Every flag is validated before any work starts.
 import contextlib
 import os
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -15,7 +14,7 @@ from experiments import common
 from zskd_tf import paper
 
 FLAGS = flags.FLAGS
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = common.REPO
 
 
 def define_flags(dataset):
@@ -119,19 +118,6 @@ def _enough_heldout(values):
         values, "heldout_impressions")
 
 
-def pretrained_path(dataset, model):
-    return os.path.join(REPO, "pretrained", f"{dataset}_{model}.keras")
-
-
-def existing_teacher(dataset, given):
-    """``given`` or the committed pretrained teacher of ``dataset``, for binaries that do
-    not train one; a UsageError when there is none."""
-    path = given or pretrained_path(dataset, paper.SETUPS[dataset].teacher)
-    if not os.path.isfile(path):
-        raise app.UsageError(f"no teacher at {path}: pass --teacher")
-    return path
-
-
 def main(dataset):
     from zskd_tf import data as data_lib
     from zskd_tf import distribute
@@ -175,7 +161,7 @@ def _models(dataset, data):
 
     setup = paper.SETUPS[dataset]
     workdir = FLAGS.workdir
-    teacher_path = FLAGS.teacher or pretrained_path(dataset, setup.teacher)
+    teacher_path = FLAGS.teacher or common.pretrained_path(dataset, setup.teacher)
     if os.path.exists(teacher_path):
         logging.info("teacher: %s", teacher_path)
         teacher = models.load(teacher_path)

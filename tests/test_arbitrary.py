@@ -139,14 +139,14 @@ def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
 
 def test_a_missing_pretrained_teacher_asks_for_teacher(tmp_path, monkeypatch):
     from absl import app
-    from experiments import zskd_pipeline
-    monkeypatch.setattr(zskd_pipeline, "pretrained_path",
+    from experiments import common
+    monkeypatch.setattr(common, "pretrained_path",
                         lambda dataset, model: str(tmp_path / f"{dataset}_{model}.keras"))
     with pytest.raises(app.UsageError, match="pass --teacher"):
-        zskd_pipeline.existing_teacher("cifar10", None)
+        common.existing_teacher("cifar10", None)
     given = tmp_path / "mine.keras"
     given.write_bytes(b"")
-    assert zskd_pipeline.existing_teacher("cifar10", str(given)) == str(given)
+    assert common.existing_teacher("cifar10", str(given)) == str(given)
 
 
 def test_binary_runs_end_to_end_on_noise(tmp_path, tiny_teacher):
