@@ -1,7 +1,7 @@
 r"""Distillation on an arbitrary transfer set (Nayak et al., WACV 2021).
 
     python -m experiments.arbitrary_transfer --dataset=mnist --transfer=fashion_mnist \
-        --num_samples=6000 --workdir=runs/arb_mnist_fmnist
+        --num_samples=6000 --workdir=runs/arb_mnist_fashion_mnist
 
 The teacher (``--teacher``, else the committed pretrained one for ``--dataset``) labels
 the training images of ``--transfer`` (or uniform noise); ``--num_samples`` of them are

@@ -1,7 +1,7 @@
 r"""Per class, what a crafted transfer set holds in its teacher's eyes.
 
-    python -m experiments.transfer_set_classes --transfer_set=runs/fmnist/transfer_set \
-        --dataset=fashion_mnist --out=results/transfer_sets/fmnist_6000.json
+    python -m experiments.transfer_set_classes --transfer_set=runs/fashion_mnist/transfer_set \
+        --dataset=fashion_mnist --out=results/transfer_sets/fashion_mnist_6000.json
 
 Prints, per class, its share of the target mass and of the targets' top classes, the
 share of impressions the teacher labels as it, and how often the teacher's top class is

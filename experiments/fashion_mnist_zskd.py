@@ -1,6 +1,6 @@
 r"""Zero-Shot Knowledge Distillation on Fashion-MNIST (Table 2, 6, 7).
 
-    python -m experiments.fmnist_zskd --beta=1.0,0.1 --workdir=runs/fmnist_zskd
+    python -m experiments.fashion_mnist_zskd --beta=1.0,0.1 --workdir=runs/fashion_mnist_zskd
 
 Writes WORKDIR/config.json, WORKDIR/tb/{craft,student,student_augmented}, the transfer set
 under WORKDIR/transfer_set/, WORKDIR/impressions.png and WORKDIR/results.json. Rerunning
