@@ -17,7 +17,7 @@ flags.DEFINE_integer("calls", 20, "Calls per timed round.")
 flags.DEFINE_string("out", "benchmarks/results/conv_input_grad.json", "JSON output.")
 FLAGS = flags.FLAGS
 
-# (input, kernel) of fast_teacher's stage 1 and stage 2 for LeNet-5
+# (input, kernel) of teachers.space_to_depth's stage 1 and stage 2 for LeNet-5
 SHAPES = [((8, 8, 16), (2, 2, 16, 96)), ((7, 7, 24), (3, 3, 24, 64))]
 
 

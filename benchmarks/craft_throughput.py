@@ -3,10 +3,10 @@
 One image-step is one optimisation step of one image. The eager baseline crafts one
 paper-sized batch (100 images) at a time, the way the loop is usually written; ``Crafter``
 optimises ``parallel`` such batches at once in a compiled loop, through the teacher's
-rewrite where one applies (``zskd_tf.fast_teacher`` for LeNet-5, ``zskd_tf.folded_teacher``
-for AlexNet) and, for comparison at the largest parallelism, through the Keras model
-itself ("crafter-keras"), once per ``--precisions`` entry (bfloat16: the teacher computes
-in bf16, images and Adam stay float32).
+rewrite where one applies (``zskd_tf.teachers.space_to_depth`` for LeNet-5,
+``zskd_tf.teachers.folded`` for AlexNet) and, for comparison at the largest parallelism,
+through the Keras model itself ("crafter-keras"), once per ``--precisions`` entry
+(bfloat16: the teacher computes in bf16, images and Adam stay float32).
 Each setting runs in a fresh subprocess, so its peak RSS is its own. Teachers are freshly
 built (weights do not change the speed). ``--processes`` adds runs of P concurrent crafting
 processes with CPUs // P threads each, the way ``zskd_tf.craft_processes`` crafts, each at

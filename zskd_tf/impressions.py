@@ -12,10 +12,10 @@ index. An image's result therefore does not depend on how many batches run besid
 Adam is TF1's ``tf.train.AdamOptimizer`` (beta1 0.9, beta2 0.999, epsilon 1e-8), the
 optimiser of the authors' code, run as its own fused kernel (``ResourceApplyAdam``).
 
-Teachers of the LeNet form are evaluated through ``fast_teacher`` (the same function in
+Teachers of the LeNet form are evaluated through ``teachers.space_to_depth`` (the same function in
 space-to-depth layout, several times faster on a CPU); the images are then held in that
 layout while crafting and returned in the usual one. Other chain-shaped teachers (the
-AlexNet form) go through ``folded_teacher`` (BatchNorm folded into the next layer, LRN as
+AlexNet form) go through ``teachers.folded`` (BatchNorm folded into the next layer, LRN as
 a band-matrix product); any other teacher runs as its Keras model.
 
 ``precision="bfloat16"`` runs the teacher's layers in bfloat16 while the images, Adam's
@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zskd_tf import hardware, models, paper, rewrite
+from zskd_tf import hardware, models, paper, teachers
 
 PIXEL_MODES = ("minmax", "clip", "none", "clip_end")
 INIT_MODES = ("uniform", "normal")
@@ -112,7 +112,7 @@ class Crafter:
         self.device = device
         self.progress_every = max(1, int(progress_every))
         self.image_shape = tuple(teacher.input_shape[1:])
-        self.fast = rewrite.build(teacher) if fast else None
+        self.fast = teachers.rewrite(teacher) if fast else None
         self._compute = None  # the teacher's logits while crafting, if not float32
         if config.precision == "bfloat16":
             if not hardware.native_bf16() and not tf.config.list_physical_devices("GPU"):

@@ -11,17 +11,16 @@ in bfloat16 (``cast``), the CPU's fast type where it has native bf16 (docs/PERFO
 
 Only single-chain teachers made of Conv2D (relu or linear), Dense (relu or linear),
 MaxPooling2D, BatchNormalization (last axis), the package's LRN layer, Dropout and
-Flatten are built, and every build is checked against the Keras model on random images;
-``build`` returns ``None`` for anything else, and callers fall back to the Keras model.
+Flatten are built, and every build is checked against the Keras model on random images
+(``exact.verified``); ``build`` returns ``None`` for anything else, and callers fall back
+to the Keras model.
 """
 import keras
 import numpy as np
 import tensorflow as tf
 
 from zskd_tf import models
-
-ACTIVATIONS = ("relu", "linear")
-CHECK_TOLERANCE = 1e-4  # relative to the logits' scale
+from zskd_tf.teachers import exact
 
 
 class FoldedTeacher:
@@ -103,11 +102,6 @@ _APPLY = {
 }
 
 
-def _activation(layer):
-    name = layer.get_config().get("activation", "linear")
-    return name if name in ACTIVATIONS else None
-
-
 def _chain(teacher):
     """The teacher's layers in order if it is one chain, else None."""
     layers = [layer for layer in teacher.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -129,24 +123,23 @@ def _raw_ops(teacher):
         if t is keras.layers.Dropout:
             continue
         if t is keras.layers.Conv2D:
-            if (_activation(layer) is None or layer.groups != 1
+            if (exact.activation(layer) is None or layer.groups != 1
                     or tuple(layer.dilation_rate) != (1, 1)
                     or layer.data_format != "channels_last"):
                 return None
             ops.append(("conv", {
                 "kernel": tf.constant(layer.kernel.numpy()),
-                "bias": tf.constant(layer.bias.numpy() if layer.use_bias
-                                    else np.zeros(layer.filters, np.float32)),
+                "bias": tf.constant(exact.bias(layer)),
                 "strides": tuple(layer.strides), "padding": layer.padding.upper(),
-                "relu": _activation(layer) == "relu", "input_shape": layer.input.shape[1:]}))
+                "relu": exact.activation(layer) == "relu",
+                "input_shape": layer.input.shape[1:]}))
         elif t is keras.layers.Dense:
-            if _activation(layer) is None or len(layer.input.shape) != 2:
+            if exact.activation(layer) is None or len(layer.input.shape) != 2:
                 return None
             ops.append(("dense", {
                 "kernel": tf.constant(layer.kernel.numpy()),
-                "bias": tf.constant(layer.bias.numpy() if layer.use_bias
-                                    else np.zeros(layer.units, np.float32)),
-                "relu": _activation(layer) == "relu"}))
+                "bias": tf.constant(exact.bias(layer)),
+                "relu": exact.activation(layer) == "relu"}))
         elif t is keras.layers.BatchNormalization:
             if layer.axis not in (-1, len(layer.input.shape) - 1):
                 return None
@@ -216,18 +209,10 @@ def _fold_into_dense(affine, dense, flat_shape):
 
 def build(teacher, check_images=8, seed=0):
     """A ``FoldedTeacher`` computing ``teacher``'s inference logits, or ``None``."""
-    if len(teacher.inputs) != 1 or len(teacher.input_shape) != 4:
+    image_shape = exact.input_image_shape(teacher)
+    if image_shape is None:
         return None
     ops = _raw_ops(teacher)
     if not ops or not any(kind in ("conv", "dense") for kind, _ in ops):
         return None
-    image_shape = tuple(teacher.input_shape[1:])
-    folded = FoldedTeacher(_fold(ops), image_shape)
-    x = tf.random.stateless_uniform((check_images, *image_shape), seed=[seed, 0])
-    want = teacher(x, training=False)
-    got = folded(x)
-    scale = float(tf.reduce_max(tf.abs(want))) + 1e-6
-    if got.shape != want.shape or float(tf.reduce_max(tf.abs(want - got))) > \
-            CHECK_TOLERANCE * scale:
-        return None
-    return folded
+    return exact.verified(FoldedTeacher(_fold(ops), image_shape), teacher, check_images, seed)

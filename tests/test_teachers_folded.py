@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zskd_tf import folded_teacher, impressions, models
+from zskd_tf import impressions, models
+from zskd_tf.teachers import folded as folded_teacher
 
 
 def _with_batchnorm_statistics(model, seed=0):

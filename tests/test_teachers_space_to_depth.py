@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zskd_tf import fast_teacher, impressions, models
+from zskd_tf import impressions, models
+from zskd_tf.teachers import space_to_depth as fast_teacher
 
 
 def _loss_and_grad(fn, x, y):

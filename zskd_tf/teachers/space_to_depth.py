@@ -12,8 +12,8 @@ zero-padded phase kernels: more multiply-adds, in shapes that run several times 
 
 Only sequential teachers of the form (Conv2D valid, stride 1, ReLU or linear ->
 MaxPooling2D 2x2 stride 2)+ -> Flatten -> Dense+ are rewritten, and every rewrite is
-checked against the Keras model on random images before use; ``build`` returns ``None``
-for anything else, and callers fall back to the Keras model.
+checked against the Keras model on random images before use (``exact.verified``);
+``build`` returns ``None`` for anything else, and callers fall back to the Keras model.
 """
 import math
 
@@ -21,8 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-ACTIVATIONS = ("relu", "linear")
-CHECK_TOLERANCE = 1e-4  # relative to the logits' scale
+from zskd_tf.teachers import exact
 
 
 class FastTeacher:
@@ -118,11 +117,6 @@ def phase_kernel(kernel, block):
     return out
 
 
-def _activation(layer):
-    name = layer.get_config().get("activation", "linear")
-    return name if name in ACTIVATIONS else None
-
-
 def _parse(teacher):
     """[(conv, pool), ...], [dense, ...] for a supported sequential teacher, else None."""
     layers = [layer for layer in teacher.layers
@@ -134,7 +128,7 @@ def _parse(teacher):
                 or not isinstance(pool, keras.layers.MaxPooling2D)
                 or conv.padding != "valid" or tuple(conv.strides) != (1, 1)
                 or tuple(conv.dilation_rate) != (1, 1) or conv.groups != 1
-                or conv.data_format != "channels_last" or _activation(conv) is None
+                or conv.data_format != "channels_last" or exact.activation(conv) is None
                 or tuple(pool.pool_size) != (2, 2) or tuple(pool.strides) != (2, 2)
                 or pool.padding != "valid" or pool.data_format != "channels_last"):
             return None
@@ -143,7 +137,7 @@ def _parse(teacher):
     if not stages or i >= len(layers) or not isinstance(layers[i], keras.layers.Flatten):
         return None
     dense = layers[i + 1:]
-    if not dense or any(type(d) is not keras.layers.Dense or _activation(d) is None
+    if not dense or any(type(d) is not keras.layers.Dense or exact.activation(d) is None
                         for d in dense):
         return None
     return stages, dense
@@ -164,29 +158,20 @@ def _fits(image_shape, stages):
 
 def build(teacher, check_images=8, seed=0):
     """A ``FastTeacher`` computing ``teacher``'s logits, or ``None`` if it does not apply."""
-    if len(teacher.inputs) != 1 or len(teacher.input_shape) != 4:
+    image_shape = exact.input_image_shape(teacher)
+    if image_shape is None:
         return None
     parsed = _parse(teacher)
-    image_shape = tuple(teacher.input_shape[1:])
     if parsed is None or not _fits(image_shape, parsed[0]):
         return None
     stages, dense = parsed
     block, converted = 2 ** len(stages), []
     for conv, _ in stages:
-        kernel = conv.kernel.numpy()
-        bias = conv.bias.numpy() if conv.use_bias else np.zeros(kernel.shape[-1], np.float32)
-        converted.append((tf.constant(phase_kernel(kernel, block)),
-                          tf.constant(np.tile(bias, (block // 2) ** 2)),
-                          _activation(conv) == "relu"))
+        converted.append((tf.constant(phase_kernel(conv.kernel.numpy(), block)),
+                          tf.constant(np.tile(exact.bias(conv), (block // 2) ** 2)),
+                          exact.activation(conv) == "relu"))
         block //= 2
-    layers = [(tf.constant(d.kernel.numpy()),
-               tf.constant(d.bias.numpy() if d.use_bias else np.zeros(d.units, np.float32)),
-               _activation(d) == "relu") for d in dense]
+    layers = [(tf.constant(d.kernel.numpy()), tf.constant(exact.bias(d)),
+               exact.activation(d) == "relu") for d in dense]
     fast = FastTeacher(2 ** len(stages), converted, layers, image_shape)
-    x = tf.random.stateless_uniform((check_images, *image_shape), seed=[seed, 0])
-    want = teacher(x, training=False)
-    got = fast(fast.to_internal(x))
-    scale = float(tf.reduce_max(tf.abs(want))) + 1e-6
-    if float(tf.reduce_max(tf.abs(want - got))) > CHECK_TOLERANCE * scale:
-        return None
-    return fast
+    return exact.verified(fast, teacher, check_images, seed)
