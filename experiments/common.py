@@ -16,14 +16,108 @@ DATASETS = ("mnist", "fashion_mnist", "cifar10")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def define_common_flags():
+def define_common_flags(seed=True):
+    """--workdir, --data_dir and (unless a config defines it) --seed."""
     flags.DEFINE_string("workdir", None, "Directory for config.json, checkpoints, TensorBoard "
                         "logs (tb/) and results.json. Rerunning with the same workdir resumes.")
     flags.DEFINE_string("data_dir", None, "Folder with the data sets in their standard formats "
                         "(mnist.npz, fashion-mnist/*.gz, cifar-10-batches-py/). Default: "
                         "$ZSKD_DATA_DIR, else download with keras.datasets.")
-    flags.DEFINE_integer("seed", 0, "Seed for everything; stages derive their own seeds.")
+    if seed:
+        flags.DEFINE_integer("seed", 0, "Seed for everything; stages derive their own seeds.")
     flags.mark_flag_as_required("workdir")
+
+
+_DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool,
+           str: flags.DEFINE_string, tuple: flags.DEFINE_list}
+
+
+def define_config_flags(dataset):
+    """One flag per setting of ``zskd_tf.config.Config`` but the data set, with the
+    setting's help and, for settings with a paper value, default None (the preset's
+    value, else the paper's; both shown in the help). One validator checks the settings
+    together with the config's own rules before any work starts."""
+    from zskd_tf import config, presets
+    paper_values = config.paper_values(dataset)
+    reproduce = presets.values("reproduce", dataset)
+    names = []
+    for field in config.settings():
+        if field.name == "dataset":
+            continue
+        name = config.flag_name(field)
+        help_text = field.metadata["help"]
+        default = field.default
+        if field.metadata["paper"]:
+            default = None
+            shown = {"paper": paper_values[field.name]}
+            if field.name in reproduce:
+                shown["reproduce"] = reproduce[field.name]
+            help_text += " [" + "; ".join(f"{k}: {_shown(v)}" for k, v in shown.items()) + "]"
+        choices = field.metadata["rule"].choices
+        if choices:
+            flags.DEFINE_enum(name, default, list(choices), help_text)
+        elif field.type is tuple:
+            flags.DEFINE_list(name, default, help_text)
+        else:
+            _DEFINE[field.type](name, default, help_text)
+        names.append(name)
+    flags.register_multi_flags_validator(
+        names, lambda values: _check_config(dataset, values) or True)
+
+
+def _shown(value):
+    return ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else value
+
+
+def _config(dataset, values):
+    """A Config from {flag name: flag value}; a --beta list that is not numbers stays as
+    given, for the rule to reject."""
+    from zskd_tf import config
+    given = {}
+    for field in config.settings():
+        name = config.flag_name(field)
+        if name not in values:
+            continue
+        value = values[name]
+        if field.type is tuple and value is not None:
+            try:
+                value = tuple(float(v) for v in value)
+            except ValueError:
+                pass
+        given[field.name] = value
+    return config.Config(dataset=dataset, **given)
+
+
+def _check_config(dataset, values):
+    from zskd_tf import config
+    try:
+        _config(dataset, values).validate()
+    except config.ConfigError as e:
+        flag = "--" + config.flag_name(
+            next(f for f in config.settings() if f.name == e.field))
+        raise flags.ValidationError(str(e).replace(e.field, flag, 1)) from None
+
+
+def config_from_flags(dataset):
+    """The (unresolved) Config the command line gives for ``dataset``."""
+    from zskd_tf import config
+    return _config(dataset, {config.flag_name(f): FLAGS[config.flag_name(f)].value
+                             for f in config.settings() if f.name != "dataset"})
+
+
+def log_preset(cfg):
+    """Logs the preset and every setting that differs from the paper's; returns those
+    differences ({setting: {"value", "paper", "source"}})."""
+    from zskd_tf import presets
+    differences = cfg.differences_from_paper()
+    logging.info("preset %s for %s (%s); %s", cfg.preset, cfg.dataset,
+                 presets.DESCRIPTIONS[cfg.preset],
+                 "settings that differ from the paper's:" if differences
+                 else "every setting is the paper's")
+    for name, d in differences.items():
+        logging.info("  %s = %s (paper: %s; from the %s)", name, _shown(d["value"]),
+                     _shown(d["paper"]), "preset" if d["source"] == "preset" else "flags")
+    return differences
 
 
 def positive_numbers(values):
@@ -78,15 +172,16 @@ def write_results(workdir, results):
     return results
 
 
-def pretrained_path(dataset, model):
-    return os.path.join(REPO, "pretrained", f"{dataset}_{model}.keras")
+def preset_teacher(dataset, preset=None):
+    """The teacher file ``preset`` (default: the default preset) names for ``dataset``."""
+    from zskd_tf import presets
+    return os.path.join(REPO, presets.values(preset or presets.DEFAULT, dataset)["teacher"])
 
 
 def existing_teacher(dataset, given):
-    """``given`` or the committed pretrained teacher of ``dataset``, for binaries that do
-    not train one; a UsageError when there is none."""
-    from zskd_tf import paper
-    path = given or pretrained_path(dataset, paper.SETUPS[dataset].teacher)
+    """``given`` or the default preset's teacher of ``dataset``, for binaries that do not
+    train one; a UsageError when there is none."""
+    path = given or preset_teacher(dataset)
     if not os.path.isfile(path):
         raise app.UsageError(f"no teacher at {path}: pass --teacher")
     return path

@@ -140,8 +140,8 @@ def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
 def test_a_missing_pretrained_teacher_asks_for_teacher(tmp_path, monkeypatch):
     from absl import app
     from experiments import common
-    monkeypatch.setattr(common, "pretrained_path",
-                        lambda dataset, model: str(tmp_path / f"{dataset}_{model}.keras"))
+    monkeypatch.setattr(common, "preset_teacher",
+                        lambda dataset: str(tmp_path / f"{dataset}_teacher.keras"))
     with pytest.raises(app.UsageError, match="pass --teacher"):
         common.existing_teacher("cifar10", None)
     given = tmp_path / "mine.keras"

@@ -31,53 +31,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zskd_tf import hardware, models, paper, teachers
+from zskd_tf import config, hardware, models, paper, teachers
 
-PIXEL_MODES = ("minmax", "clip", "none", "clip_end")
-INIT_MODES = ("uniform", "normal")
-PRECISIONS = ("float32", "bfloat16")
-
-
-@dataclasses.dataclass(frozen=True)
-class CraftConfig:
-    """How to craft.
-
-    pixel: after each step, ``minmax`` renormalises each batch to [0, 1] (the authors'
-    code), ``clip`` clips to [0, 1], ``none`` leaves pixels free, ``clip_end`` leaves them
-    free and clips to [0, 1] once at the end (the public TF1 and PyTorch reproductions).
-    init: ``uniform`` noise in [0, 1] (the authors' code) or standard ``normal`` noise
-    (the reproductions). image_l2: weight w of a penalty w * mean over a batch's images of
-    sum(x ** 2) / 2 added to its loss (the TF1 reproduction used 1e-3; 0 in the paper).
-    precision: the teacher's compute type while crafting, ``float32`` or ``bfloat16``
-    (fast on CPUs with native bf16, e.g. AVX512-BF16 or AMX; docs/PERFORMANCE.md).
-    """
-    lr: float
-    batch_size: int = 100
-    iterations: int = 1500
-    temperature: float = paper.TEMPERATURE
-    pixel: str = "minmax"
-    init: str = "uniform"
-    image_l2: float = 0.0
-    precision: str = "float32"
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-
-    def __post_init__(self):
-        if self.pixel not in PIXEL_MODES:
-            raise ValueError(f"pixel must be one of {PIXEL_MODES}, got {self.pixel!r}")
-        if self.init not in INIT_MODES:
-            raise ValueError(f"init must be one of {INIT_MODES}, got {self.init!r}")
-        if not self.image_l2 >= 0:
-            raise ValueError(f"image_l2 must be >= 0, got {self.image_l2}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("lr", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("batch_size", "iterations"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+# The crafting loop's settings and their allowed values live in zskd_tf.config.
+CraftConfig = config.CraftConfig
+PIXEL_MODES, INIT_MODES, PRECISIONS = config.PIXEL_MODES, config.INIT_MODES, config.PRECISIONS
 
 
 @dataclasses.dataclass

@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from zskd_tf import augment
+from zskd_tf import config as config_lib
 from zskd_tf import craft_processes
 from zskd_tf import data as data_lib
 from zskd_tf import distill
@@ -25,7 +26,6 @@ from zskd_tf import distribute
 from zskd_tf import heldout as heldout_lib
 from zskd_tf import impressions
 from zskd_tf import io_utils
-from zskd_tf import paper
 from zskd_tf import report
 from zskd_tf import seeding
 from zskd_tf import similarity
@@ -33,90 +33,7 @@ from zskd_tf import store
 from zskd_tf import targets as targets_lib
 from zskd_tf import training
 
-IMPRESSION_KINDS = ("data", "class")
-# Images crafted together (per process) by default, per data set (through its teacher).
-CRAFT_IMAGES_AT_ONCE = {name: craft_processes.IMAGES_AT_ONCE[setup.teacher]
-                        for name, setup in paper.SETUPS.items()}
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Settings of one ZSKD run. ``None`` fields take the paper's value for ``dataset``."""
-    num_impressions: int = 24000
-    betas: tuple = paper.BETAS
-    prior: str = "class_similarity"
-    impressions: str = "data"
-    dataset: str = "mnist"          # only selects the appendix defaults
-    craft_iterations: int = 1500
-    craft_lr: float = None
-    craft_batch_size: int = None
-    parallel_batches: int = None     # default: CRAFT_IMAGES_AT_ONCE[dataset] // batch
-    craft_processes: int = None      # default: craft_processes.default_processes()
-    pixel: str = "minmax"
-    init: str = "uniform"
-    image_l2: float = 0.0
-    craft_precision: str = "float32"
-    temperature: float = paper.TEMPERATURE
-    student_epochs: int = 2000
-    student_lr: float = None
-    batch_size: int = paper.BATCH_SIZE
-    augment: bool = True
-    finetune_epochs: int = None     # default: paper.SETUPS[dataset].finetune_epochs
-    finetune_lr: float = None
-    augment_prob: float = 0.5
-    eval_every: int = 10
-    heldout_impressions: int = 0     # 0: no held-out set, no monitoring
-    seed: int = 0
-
-    def resolved(self):
-        """A copy with every ``None`` replaced by the appendix's setting."""
-        setup = paper.craft_setup(self.dataset, self.num_impressions)
-        if self.impressions == "class":
-            ci_lr, ci_student_lr = paper.CLASS_IMPRESSIONS.get(
-                (self.dataset, self.num_impressions), (setup.lr, setup.student_lr))
-            defaults = {"craft_lr": ci_lr, "craft_batch_size": 1, "student_lr": ci_student_lr}
-        else:
-            defaults = {"craft_lr": setup.lr, "craft_batch_size": setup.batch_size,
-                        "student_lr": setup.student_lr}
-        defaults["finetune_lr"] = paper.SETUPS[self.dataset].finetune_lr
-        defaults["finetune_epochs"] = paper.SETUPS[self.dataset].finetune_epochs
-        batch = self.craft_batch_size or defaults["craft_batch_size"]
-        defaults["parallel_batches"] = max(1, CRAFT_IMAGES_AT_ONCE[self.dataset] // batch)
-        if self.craft_processes is None:
-            defaults["craft_processes"] = craft_processes.default_processes()
-        return dataclasses.replace(self, **{k: v for k, v in defaults.items()
-                                            if getattr(self, k) is None})
-
-    def validate(self):
-        """Raises ValueError naming the first bad setting."""
-        if self.impressions not in IMPRESSION_KINDS:
-            raise ValueError(f"impressions must be one of {IMPRESSION_KINDS}")
-        if self.prior not in targets_lib.PRIORS:
-            raise ValueError(f"prior must be one of {targets_lib.PRIORS}")
-        if not self.betas or any(not (isinstance(b, (int, float)) and b > 0)
-                                 for b in self.betas):
-            raise ValueError(f"betas must be a non-empty list of numbers > 0, got {self.betas}")
-        for name in ("num_impressions", "craft_iterations", "parallel_batches", "batch_size",
-                     "student_epochs", "craft_processes"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.heldout_impressions < 0:
-            raise ValueError("heldout_impressions must be >= 0")
-        if self.finetune_epochs is not None and self.finetune_epochs < 0:
-            raise ValueError("finetune_epochs must be >= 0")
-        if not 0 <= self.augment_prob <= 1:
-            raise ValueError("augment_prob must be in [0, 1]")
-        if self.pixel not in impressions.PIXEL_MODES:
-            raise ValueError(f"pixel must be one of {impressions.PIXEL_MODES}")
-        if self.init not in impressions.INIT_MODES:
-            raise ValueError(f"init must be one of {impressions.INIT_MODES}")
-        if not self.image_l2 >= 0:
-            raise ValueError("image_l2 must be >= 0")
-        if self.craft_precision not in impressions.PRECISIONS:
-            raise ValueError(f"craft_precision must be one of {impressions.PRECISIONS}")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0")
-
+Config = config_lib.Config  # the settings of a run (zskd_tf.config)
 
 # part -> (directory under the workdir, prefix of its seed streams)
 PARTS = {"transfer": ("transfer_set", ""), "heldout": ("heldout_set", "heldout-")}
@@ -154,10 +71,7 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None, part="transfe
     if config.impressions == "class":
         thresholds = impressions.class_impression_thresholds(
             len(targets), seed=seeding.derive(config.seed, prefix + "ci-thresholds"))
-    craft_config = impressions.CraftConfig(
-        lr=config.craft_lr, batch_size=b, iterations=config.craft_iterations,
-        temperature=config.temperature, pixel=config.pixel, init=config.init,
-        image_l2=config.image_l2, precision=config.craft_precision)
+    craft_config = config.craft()
 
     def on_shard(i, crafted, record):
         if tb_writer is not None and part == "transfer":
