@@ -18,15 +18,21 @@ from zskd_tf import paper
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "mnist", common.DATASETS, "Data set.")
 flags.DEFINE_string("teacher", None, "Teacher .keras (default: pretrained/<dataset>_<teacher>).")
-flags.DEFINE_integer("epochs", 200, "Epochs (appendix: 200; CIFAR-10 1000).")
-flags.DEFINE_float("lr", None, "Adam learning rate (default: appendix, 0.01 / CIFAR-10 0.001).")
+flags.DEFINE_integer("student_epochs", 200, "Epochs (appendix: 200; CIFAR-10 1000).")
+flags.DEFINE_float("student_lr", None,
+                   "Adam learning rate (default: appendix, 0.01 / CIFAR-10 0.001).")
 flags.DEFINE_float("kd_lambda", paper.KD_LAMBDA, "Weight of the hard-label cross-entropy.")
 flags.DEFINE_float("temperature", paper.TEMPERATURE, "Distillation temperature.")
 flags.DEFINE_integer("batch_size", paper.BATCH_SIZE, "Batch size.")
 flags.DEFINE_integer("eval_every", 1, "Log test accuracy every N epochs (monitoring only).")
+# Deprecated aliases of --student_epochs, --student_lr: the commands committed under
+# results/ use them.
+flags.DEFINE_alias("epochs", "student_epochs")
+flags.DEFINE_alias("lr", "student_lr")
 common.define_common_flags()
-flags.register_validator("epochs", lambda v: v > 0, "--epochs must be > 0")
-flags.register_validator("lr", lambda v: v is None or v > 0, "--lr must be > 0")
+flags.register_validator("student_epochs", lambda v: v > 0, "--student_epochs must be > 0")
+flags.register_validator("student_lr", lambda v: v is None or v > 0,
+                         "--student_lr must be > 0")
 flags.register_validator("kd_lambda", lambda v: v >= 0, "--kd_lambda must be >= 0")
 flags.register_validator("temperature", lambda v: v > 0, "--temperature must be > 0")
 flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
@@ -49,18 +55,18 @@ def main(argv):
     seed = seeding.seed_stage(FLAGS.seed, "student_kd")
     student = models.get(setup.student, input_shape=data.image_shape)
     distiller = distill.Distiller(student, teacher, FLAGS.temperature, FLAGS.kd_lambda)
-    distill.compile_distiller(distiller, FLAGS.lr or setup.student_kd_lr)
+    distill.compile_distiller(distiller, FLAGS.student_lr or setup.student_kd_lr)
     distiller(data.x_train[:1])
     train = data_lib.make_dataset(data.x_train, data.y_train, batch_size=FLAGS.batch_size,
                                   shuffle=True, seed=seed)
     test = data_lib.make_dataset(data.x_test, data.y_test, batch_size=1024)
-    summary = training.fit(distiller, train, epochs=FLAGS.epochs, workdir=FLAGS.workdir,
+    summary = training.fit(distiller, train, epochs=FLAGS.student_epochs, workdir=FLAGS.workdir,
                            stage="student_kd", validation_data=test if FLAGS.eval_every else None,
                            validation_freq=max(1, FLAGS.eval_every), export=student, verbose=2)
     result = distill.evaluate(student, data.x_test, data.y_test)
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": setup.student, "teacher": teacher_path,
-        "row": "student_kd", "epochs": FLAGS.epochs, "paper_epochs": setup.teacher_epochs,
+        "row": "student_kd", "epochs": FLAGS.student_epochs, "paper_epochs": setup.teacher_epochs,
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset]["student_kd"],
         **result, **summary})
     logging.info("Student-KD final-epoch test accuracy %.2f%% (paper %.2f%%)",
