@@ -5,16 +5,17 @@ import pytest
 from conftest import Interrupt, small_craft
 from zskd_tf import craft_processes
 from zskd_tf import impressions
+from zskd_tf import scheduling
 from zskd_tf import store
 
 
 def test_processes_resume_a_set_and_match_one_process(tiny_teacher, tmp_path):
     t, config = small_craft(tiny_teacher)
     kwargs = dict(seed=11, parallel_batches=2)
-    store.craft_transfer_set(str(tmp_path / "one"), tiny_teacher, t, config, **kwargs)
+    scheduling.craft_transfer_set(str(tmp_path / "one"), tiny_teacher, t, config, **kwargs)
 
     with pytest.raises(Interrupt):
-        store.craft_transfer_set(str(tmp_path / "two"), tiny_teacher, t, config,
+        scheduling.craft_transfer_set(str(tmp_path / "two"), tiny_teacher, t, config,
                                  on_shard=_interrupt_first, **kwargs)
     reported = []
     manifest = craft_processes.craft(str(tmp_path / "two"), tiny_teacher, t, config,
@@ -35,7 +36,7 @@ def test_processes_resume_a_set_and_match_one_process(tiny_teacher, tmp_path):
 def test_a_failing_process_is_reported(tiny_teacher, tmp_path):
     t, config = small_craft(tiny_teacher, 20)
     with pytest.raises(Interrupt):
-        store.craft_transfer_set(str(tmp_path), tiny_teacher, t, config, seed=11,
+        scheduling.craft_transfer_set(str(tmp_path), tiny_teacher, t, config, seed=11,
                                  parallel_batches=2, on_shard=_interrupt_first)
     other = impressions.CraftConfig(lr=0.5, batch_size=5, iterations=4)
     with pytest.raises(RuntimeError, match="crafting process [01] of 2 failed"):
@@ -89,7 +90,7 @@ def test_class_impressions_stop_the_same_in_processes(tiny_teacher, tmp_path):
     config = impressions.CraftConfig(lr=0.3, batch_size=1, iterations=6)
     thresholds = impressions.class_impression_thresholds(20, seed=3)
     kwargs = dict(seed=2, parallel_batches=5, thresholds=thresholds)
-    store.craft_transfer_set(str(tmp_path / "one"), tiny_teacher, t, config, **kwargs)
+    scheduling.craft_transfer_set(str(tmp_path / "one"), tiny_teacher, t, config, **kwargs)
     craft_processes.craft(str(tmp_path / "two"), tiny_teacher, t, config, processes=2,
                           threads=1, **kwargs)
     one = store.load(tmp_path / "one", keys=("images", "steps"))

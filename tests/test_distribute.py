@@ -10,6 +10,7 @@ import numpy as np
 from zskd_tf import distribute
 from zskd_tf import impressions
 from zskd_tf import similarity
+from zskd_tf import scheduling
 from zskd_tf import store
 from zskd_tf import targets as targets_lib
 
@@ -19,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWO_DEVICES = textwrap.dedent("""
     import json, sys
     import numpy as np, keras, tensorflow as tf
-    from zskd_tf import distribute, distill, impressions, models, similarity, store
+    from zskd_tf import distribute, distill, impressions, models, scheduling, similarity, store
     from zskd_tf import targets as targets_lib
     from zskd_tf import data as data_lib
     distribute.split_cpu(2)
@@ -31,8 +32,8 @@ TWO_DEVICES = textwrap.dedent("""
     config = impressions.CraftConfig(lr=0.3, batch_size=5, iterations=3)
     strategy = distribute.get_strategy("mirrored")
     devices = distribute.crafting_devices(strategy)
-    store.craft_transfer_set(out + "/one", teacher, t, config, seed=5, parallel_batches=2)
-    store.craft_transfer_set(out + "/two", teacher, t, config, seed=5, parallel_batches=2,
+    scheduling.craft_transfer_set(out + "/one", teacher, t, config, seed=5, parallel_batches=2)
+    scheduling.craft_transfer_set(out + "/two", teacher, t, config, seed=5, parallel_batches=2,
                              devices=devices)
     with strategy.scope():
         t2 = models.lenet5()
@@ -63,11 +64,11 @@ def test_workers_split_shards_and_give_the_same_set(tiny_teacher, tmp_path):
     t = targets_lib.sample(alpha, 40, seed=1)
     config = impressions.CraftConfig(lr=0.3, batch_size=5, iterations=3)
     kwargs = dict(seed=5, parallel_batches=2, poll_seconds=0.05)
-    store.craft_transfer_set(str(tmp_path / "single"), tiny_teacher, t, config, **kwargs)
+    scheduling.craft_transfer_set(str(tmp_path / "single"), tiny_teacher, t, config, **kwargs)
     crafted = {0: [], 1: []}
 
     def work(index):
-        store.craft_transfer_set(str(tmp_path / "multi"), tiny_teacher, t, config,
+        scheduling.craft_transfer_set(str(tmp_path / "multi"), tiny_teacher, t, config,
                                  worker=(index, 2),
                                  on_shard=lambda i, c, r: crafted[index].append(i), **kwargs)
     other = threading.Thread(target=work, args=(1,))

@@ -6,11 +6,12 @@ import pytest
 
 from conftest import Interrupt, small_craft
 from zskd_tf import impressions
+from zskd_tf import scheduling
 from zskd_tf import store
 
 
 def _craft(directory, teacher, t, config, **kwargs):
-    return store.craft_transfer_set(str(directory), teacher, t, config, seed=11,
+    return scheduling.craft_transfer_set(str(directory), teacher, t, config, seed=11,
                                     parallel_batches=2, **kwargs)
 
 
@@ -44,7 +45,7 @@ def test_interrupted_run_resumes_to_the_same_set(tiny_teacher, tmp_path):
 def test_resume_with_other_parallelism_keeps_shard_layout(tiny_teacher, tmp_path):
     t, config = small_craft(tiny_teacher, 40)
     _craft(tmp_path / "a", tiny_teacher, t, config)
-    m = store.craft_transfer_set(str(tmp_path / "a"), tiny_teacher, t, config, seed=11,
+    m = scheduling.craft_transfer_set(str(tmp_path / "a"), tiny_teacher, t, config, seed=11,
                                  parallel_batches=8)
     assert m["shard_size"] == 10 and m["complete"]
 
@@ -56,7 +57,7 @@ def test_different_settings_are_refused(tiny_teacher, tmp_path):
     with pytest.raises(ValueError, match="craft"):
         _craft(tmp_path, tiny_teacher, t, other)
     with pytest.raises(ValueError, match="seed"):
-        store.craft_transfer_set(str(tmp_path), tiny_teacher, t, config, seed=12,
+        scheduling.craft_transfer_set(str(tmp_path), tiny_teacher, t, config, seed=12,
                                  parallel_batches=2)
 
 

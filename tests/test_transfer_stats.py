@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import run_module, small_craft
-from zskd_tf import store
+from zskd_tf import scheduling
 from zskd_tf import transfer_stats
 
 
@@ -40,7 +40,7 @@ def test_class_breakdown_marks_absent_classes_and_checks_shapes():
 def test_binary_writes_the_breakdown_of_a_crafted_set(tiny_teacher, tmp_path):
     t, config = small_craft(tiny_teacher, n=40)
     directory = tmp_path / "ts"
-    store.craft_transfer_set(str(directory), tiny_teacher, t, config, seed=3,
+    scheduling.craft_transfer_set(str(directory), tiny_teacher, t, config, seed=3,
                              parallel_batches=2)
     out = tmp_path / "breakdown.json"
     student = tmp_path / "student.keras"

@@ -6,7 +6,7 @@ two-threaded process by about 20% on this project's 2-core machine
 (docs/PERFORMANCE.md). TensorFlow fixes its thread pools at start-up, so the split needs
 processes, not Python threads.
 
-Each process runs ``store.craft_transfer_set`` as one worker of ``(index, count)``:
+Each process runs ``scheduling.craft_transfer_set`` as one worker of ``(index, count)``:
 worker w crafts the shards s with s % count == w, exactly as hosts sharing a directory
 do, so the set, its resume and its manifest are those of a single-process run. The
 teacher is passed as a saved ``.keras`` file; the processes stop if this one dies.
@@ -56,7 +56,7 @@ def threads_per_process(processes):
 
 def craft(directory, teacher, targets, config, *, seed, parallel_batches, processes,
           thresholds=None, settings=None, on_shard=None, worker=(0, 1), threads=None):
-    """``store.craft_transfer_set`` split over ``processes`` local processes.
+    """``scheduling.craft_transfer_set`` split over ``processes`` local processes.
 
     threads: intra-op threads per process (default: usable CPUs // processes).
     on_shard: called ``(shard_index, None, record)`` for each shard crafted by this call,
@@ -64,12 +64,12 @@ def craft(directory, teacher, targets, config, *, seed, parallel_batches, proces
     worker: this host's (index, count) among hosts; process p is worker
     ``index * processes + p`` of ``count * processes``. Returns the manifest.
     """
-    from zskd_tf import store
+    from zskd_tf import scheduling, store
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
     manifest = store.read_manifest(directory)
     if manifest is not None and manifest.get("complete"):  # checks settings, crafts nothing
-        return store.craft_transfer_set(
+        return scheduling.craft_transfer_set(
             directory, teacher, targets, config, seed=seed, parallel_batches=parallel_batches,
             thresholds=thresholds, settings=settings, worker=worker)
     threads = threads or threads_per_process(processes)
@@ -151,7 +151,7 @@ def _work(spec_path, index, count, threads):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    from zskd_tf import impressions, models, store, targets as targets_lib
+    from zskd_tf import config, models, scheduling, store, targets as targets_lib
     spec = io_utils.read_json(spec_path)
     work = os.path.dirname(spec_path)
     teacher = models.load(os.path.join(work, TEACHER))
@@ -160,8 +160,8 @@ def _work(spec_path, index, count, threads):
     with np.load(os.path.join(work, INPUTS)) as inputs:
         targets = targets_lib.Targets(inputs["targets"], inputs["classes"], inputs["betas"])
         thresholds = inputs["thresholds"] if "thresholds" in inputs else None
-    store.craft_transfer_set(
-        spec["directory"], teacher, targets, impressions.CraftConfig(**spec["config"]),
+    scheduling.craft_transfer_set(
+        spec["directory"], teacher, targets, config.CraftConfig(**spec["config"]),
         seed=spec["seed"], parallel_batches=spec["parallel_batches"], thresholds=thresholds,
         settings=spec["settings"], worker=(index, count), poll_seconds=POLL_SECONDS)
 

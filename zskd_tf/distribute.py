@@ -1,7 +1,7 @@
 """Device and host scale-out through ``tf.distribute``.
 
 Crafting needs no communication between devices: each device crafts whole shards with
-its own copy of the teacher (``store.craft_transfer_set(devices=...)``), and each host
+its own copy of the teacher (``scheduling.craft_transfer_set(devices=...)``), and each host
 crafts every count-th shard (``worker=(index, count)``). Distillation is data-parallel
 Keras ``fit`` under the strategy.
 
@@ -13,6 +13,7 @@ import json
 import os
 
 import tensorflow as tf
+from absl import logging
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -58,3 +59,21 @@ def worker():
         return 0, 1
     task = config.get("task", {})
     return hosts.index((task.get("type", "worker"), int(task.get("index", 0)))), len(hosts)
+
+
+def distillation_strategy(strategy):
+    """(the strategy to distil under, whether this host distils).
+
+    Several-host distillation would have every host write the same stage files, so
+    under ``MultiWorkerMirroredStrategy`` the hosts share crafting, then the chief
+    distils alone, outside the strategy (teacher and student must not have been built
+    under its scope)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return strategy, True
+    if worker()[0] != 0:
+        logging.info("crafting finished; the chief host distils")
+        return None, False
+    logging.warning("distilling on the chief host only (several-host distillation is not "
+                    "supported); teacher and student must not live under the multi-worker "
+                    "scope")
+    return None, True

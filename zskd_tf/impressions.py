@@ -59,7 +59,7 @@ class Crafter:
     """Optimises stacks of crafting batches through a fixed teacher in inference mode.
 
     ``device`` (e.g. "/GPU:1") pins the crafting state and steps to one device; give each
-    device its own teacher copy (see ``store.craft_transfer_set``). ``fast``: use the
+    device its own teacher copy (see ``scheduling.craft_transfer_set``). ``fast``: use the
     space-to-depth or folded rewrite of the teacher when one applies (its weights are
     copied now: build a new Crafter after changing them).
     """

@@ -38,6 +38,20 @@ def similarity_figure(sim, class_names=None):
     return fig
 
 
+def craft_summaries(writer, sim):
+    """Writes the class-similarity image to ``writer``; returns an ``on_shard`` callback
+    that logs each crafted shard's mean loss and rate there."""
+    with writer.as_default(step=0):
+        tf.summary.image("class_similarity", figure_to_image(similarity_figure(sim)))
+
+    def on_shard(i, crafted, record):
+        with writer.as_default(step=i):
+            tf.summary.scalar("craft/mean_loss", record["mean_loss"])
+            tf.summary.scalar("craft/image_steps_per_second", record["image_steps_per_second"])
+
+    return on_shard
+
+
 def pick_per_class(classes, per_class):
     """Indices of ``per_class`` impressions of each class, spread over its range (so both
     betas of Algorithm 1's class-major, beta-minor order appear)."""

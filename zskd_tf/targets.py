@@ -4,6 +4,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from absl import logging
 
 from zskd_tf import paper
 
@@ -61,6 +62,17 @@ def sample(concentration, num_impressions, betas=paper.BETAS, prior="class_simil
     targets = np.concatenate(parts).astype(np.float32)
     targets /= targets.sum(axis=1, keepdims=True)
     return Targets(targets, np.concatenate(classes), np.concatenate(beta_col))
+
+
+def whole_batches(targets, batch_size):
+    """``targets`` cut to a multiple of ``batch_size``: crafting works in whole batches."""
+    usable = len(targets) - len(targets) % batch_size
+    if usable == len(targets):
+        return targets
+    logging.warning("dropping %d targets to fill whole crafting batches of %d",
+                    len(targets) - usable, batch_size)
+    return Targets(targets.targets[:usable], targets.classes[:usable],
+                   targets.betas[:usable])
 
 
 def expected_class_share(concentration, betas=paper.BETAS, prior="class_similarity",

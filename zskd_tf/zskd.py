@@ -15,11 +15,9 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from zskd_tf import augment
 from zskd_tf import config as config_lib
-from zskd_tf import craft_processes
 from zskd_tf import data as data_lib
 from zskd_tf import distill
 from zskd_tf import distribute
@@ -27,6 +25,7 @@ from zskd_tf import heldout as heldout_lib
 from zskd_tf import impressions
 from zskd_tf import io_utils
 from zskd_tf import report
+from zskd_tf import scheduling
 from zskd_tf import seeding
 from zskd_tf import similarity
 from zskd_tf import store
@@ -44,67 +43,36 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None, part="transfe
 
     ``part="heldout"`` crafts ``config.heldout_impressions`` images the same way into
     ``workdir/heldout_set``, from seed streams of its own, so the transfer set is the
-    same with or without one.
-
-    Under a ``strategy`` with several local replicas, each replica crafts whole shards;
-    otherwise ``config.craft_processes`` processes do (``zskd_tf.craft_processes``). Under
-    ``TF_CONFIG`` each host crafts its share of the shards (``zskd_tf.distribute``).
+    same with or without one. Where the shards are crafted (devices, processes, hosts)
+    is ``scheduling.craft``'s choice. Returns (similarity matrix, crafting stats).
     """
     config = config.resolved()
     dirname, prefix = PARTS[part]
     count = config.heldout_impressions if part == "heldout" else config.num_impressions
+    seed = lambda stream: seeding.derive(config.seed, prefix + stream)  # noqa: E731
     sim, alpha = similarity.from_model(teacher)
+    data = config.impressions == "data"
+    prior, betas = (config.prior, config.betas) if data else ("one_hot", (1.0,))
+    targets = targets_lib.whole_batches(
+        targets_lib.sample(alpha, count, betas=betas, prior=prior, seed=seed("targets")),
+        config.craft_batch_size)
+    thresholds = None if data else impressions.class_impression_thresholds(
+        len(targets), seed=seed("ci-thresholds"))
+    on_shard = None
     if part == "transfer":
         np.save(os.path.join(workdir, "similarity.npy"), sim)
-    betas = config.betas if config.impressions == "data" else (1.0,)
-    prior = config.prior if config.impressions == "data" else "one_hot"
-    targets = targets_lib.sample(alpha, count, betas=betas, prior=prior,
-                                 seed=seeding.derive(config.seed, prefix + "targets"))
-    b = config.craft_batch_size
-    usable = len(targets) - len(targets) % b
-    if usable < len(targets):
-        logging.warning("dropping %d targets to fill whole crafting batches of %d",
-                        len(targets) - usable, b)
-        targets = targets_lib.Targets(targets.targets[:usable], targets.classes[:usable],
-                                      targets.betas[:usable])
-    thresholds = None
-    if config.impressions == "class":
-        thresholds = impressions.class_impression_thresholds(
-            len(targets), seed=seeding.derive(config.seed, prefix + "ci-thresholds"))
-    craft_config = config.craft()
-
-    def on_shard(i, crafted, record):
-        if tb_writer is not None and part == "transfer":
-            with tb_writer.as_default(step=i):
-                tf.summary.scalar("craft/mean_loss", record["mean_loss"])
-                tf.summary.scalar("craft/image_steps_per_second",
-                                  record["image_steps_per_second"])
-
-    if tb_writer is not None and part == "transfer":
-        with tb_writer.as_default(step=0):
-            tf.summary.image("class_similarity", report.figure_to_image(
-                report.similarity_figure(sim)))
+        if tb_writer is not None:
+            on_shard = report.craft_summaries(tb_writer, sim)
     start = time.perf_counter()
-    kwargs = dict(seed=seeding.derive(config.seed, prefix + "craft-noise"),
-                  parallel_batches=config.parallel_batches, thresholds=thresholds,
-                  settings={"impressions": config.impressions, "prior": prior,
-                            "betas": list(betas)},
-                  on_shard=on_shard, worker=distribute.worker())
-    directory = os.path.join(workdir, dirname)
-    devices = distribute.crafting_devices(strategy) if strategy else None
-    processes = 1 if devices else config.craft_processes
-    if devices and config.craft_processes > 1:
-        logging.info("crafting on the strategy's %d devices in this process", len(devices))
-    if processes > 1:
-        manifest = craft_processes.craft(directory, teacher, targets, craft_config,
-                                         processes=processes, **kwargs)
-    else:
-        manifest = store.craft_transfer_set(directory, teacher, targets, craft_config,
-                                            devices=devices, **kwargs)
-    stats = {"num_impressions": len(targets),
-             "craft_seconds_this_run": time.perf_counter() - start,
-             "processes": processes, **store.crafting_stats(manifest)}
-    return sim, stats
+    manifest, processes = scheduling.craft(
+        os.path.join(workdir, dirname), teacher, targets, config.craft(),
+        seed=seed("craft-noise"), parallel_batches=config.parallel_batches,
+        processes=config.craft_processes, strategy=strategy, thresholds=thresholds,
+        settings={"impressions": config.impressions, "prior": prior, "betas": list(betas)},
+        on_shard=on_shard)
+    return sim, {"num_impressions": len(targets),
+                 "craft_seconds_this_run": time.perf_counter() - start,
+                 "processes": processes, **store.crafting_stats(manifest)}
 
 
 def distill_images(teacher, student, x, workdir, config, test=None, augmented=False,
@@ -181,34 +149,26 @@ def run(teacher, student, workdir, config, test=None, strategy=None):
     epoch's; no stage selects anything on the test set. strategy: an optional
     ``tf.distribute`` strategy under whose scope teacher and student were built.
     """
-    config.validate()
-    config = config.resolved()
+    config = config.validate().resolved()
     os.makedirs(workdir, exist_ok=True)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tb", "craft"))
-    sim, craft_stats = craft(teacher, workdir, config, tb_writer=writer, strategy=strategy)
+    sim, crafting = craft(teacher, workdir, config, tb_writer=writer, strategy=strategy)
+    if config.heldout_impressions:
+        _, crafting["heldout"] = craft(teacher, workdir, config, strategy=strategy,
+                                       part="heldout")
+    results = {"config": dataclasses.asdict(config), "crafting": crafting}
+    strategy, distils = distribute.distillation_strategy(strategy)
+    if not distils:
+        return results
+    transfer_dir = os.path.join(workdir, "transfer_set")
+    report.save_impression_grid(transfer_dir, os.path.join(workdir, "impressions.png"),
+                                writer)
+    writer.flush()
+    x = store.load(transfer_dir, keys=("images",))["images"]
     heldout = None
     if config.heldout_impressions:
-        _, craft_stats["heldout"] = craft(teacher, workdir, config, strategy=strategy,
-                                          part="heldout")
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        # Several-host distillation would have every host write the same stage files:
-        # the hosts share crafting, then the chief distills alone.
-        if distribute.worker()[0] != 0:
-            logging.info("crafting finished; the chief host distils")
-            return {"config": dataclasses.asdict(config), "crafting": craft_stats}
-        logging.warning("distilling on the chief host only (several-host distillation is "
-                        "not supported); teacher and student must not live under the "
-                        "multi-worker scope")
-        strategy = None
-    grid_path = os.path.join(workdir, "impressions.png")
-    report.save_impression_grid(os.path.join(workdir, "transfer_set"), grid_path, writer)
-    writer.flush()
-    x = store.load(os.path.join(workdir, "transfer_set"), keys=("images",))["images"]
-    if config.heldout_impressions:
         heldout = store.load(os.path.join(workdir, "heldout_set"), keys=("images",))["images"]
-    results = {"config": dataclasses.asdict(config), "crafting": craft_stats,
-               **distill_and_evaluate(teacher, student, x, workdir, config, test, strategy,
-                                      heldout=heldout)}
+    results.update(distill_and_evaluate(teacher, student, x, workdir, config, test, strategy,
+                                        heldout=heldout))
     io_utils.write_json(os.path.join(workdir, "zskd.json"), results)
     return results
-
