@@ -40,7 +40,7 @@ flags.DEFINE_integer("process_parallel", None, "Batches each of those processes 
                      "once; default: the pipeline's (craft_processes.IMAGES_AT_ONCE) for that "
                      "teacher, else the parallelism fastest alone.")
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Crafting precisions to time "
-                  "(impressions.PRECISIONS); the eager baseline is float32.")
+                  "(config.PRECISIONS); the eager baseline is float32.")
 flags.DEFINE_integer("steps", 10, "Timed Crafter steps per setting, after a warm-up call.")
 flags.DEFINE_integer("eager_steps", 10, "Timed eager-loop steps, after one warm-up step.")
 flags.DEFINE_float("matmul_gflops", None, "Use this matmul rate instead of measuring it.")
@@ -102,11 +102,11 @@ def crafter_rate(model, parallel, steps, seed=0, fast=True, threads=None, barrie
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
-    from zskd_tf import impressions, models
+    from zskd_tf import config, impressions, models
     keras.utils.set_random_seed(seed)
     teacher = models.get(model)
     crafter = impressions.Crafter(
-        teacher, impressions.CraftConfig(lr=LR, batch_size=BATCH, iterations=1,
+        teacher, config.CraftConfig(lr=LR, batch_size=BATCH, iterations=1,
                                          temperature=TEMPERATURE, precision=precision),
         fast=fast)
     targets = _targets(parallel * BATCH, teacher.output_shape[-1], seed)

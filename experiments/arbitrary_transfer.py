@@ -33,27 +33,15 @@ flags.DEFINE_bool("balance", True, "Choose the samples so the teacher's predicte
                   "are equally represented (as far as the pool allows); else at random.")
 flags.DEFINE_integer("noise_pool", 100000, "Noise images drawn to choose from "
                      "(--transfer=uniform_noise).")
-flags.DEFINE_string("teacher", None, "Teacher .keras file (default: the committed "
-                    "pretrained teacher of --dataset).")
-flags.DEFINE_integer("student_epochs", 200, "Distillation epochs.")
-flags.DEFINE_float("student_lr", None, "Distillation learning rate (default: the "
-                   "appendix's usual one for Data Impressions: 0.01, CIFAR-10 0.001).")
-flags.DEFINE_integer("batch_size", paper.BATCH_SIZE, "Distillation batch size.")
-flags.DEFINE_bool("augment", False, "Fine-tune on a mixture of the transfer set and its "
-                  "augmentations afterwards (as ZSKD's Table 6).")
-flags.DEFINE_integer("finetune_epochs", 100, "Augmented fine-tuning epochs.")
-flags.DEFINE_float("temperature", paper.TEMPERATURE, "Distillation temperature.")
-flags.DEFINE_integer("eval_every", 10, "Log test accuracy every N epochs (monitoring "
-                     "only; 0: never). Reported figures are final-epoch.")
-common.define_common_flags()
-for _name in ("num_samples", "noise_pool", "student_epochs", "batch_size"):
+# The distillation settings, as the ZSKD binaries have them, with this binary's defaults.
+common.define_config_flags(only=(
+    "teacher", "student_epochs", "student_lr", "batch_size", "augment", "finetune_epochs",
+    "temperature", "eval_every", "seed"), defaults={
+    "student_epochs": 200, "augment": False, "finetune_epochs": 100})
+common.define_common_flags(seed=False)
+for _name in ("num_samples", "noise_pool"):
     flags.register_validator(_name, lambda v: v is not None and v >= 1,
                              f"--{_name} must be >= 1")
-flags.register_validator("student_lr", lambda v: v is None or v > 0,
-                         "--student_lr must be > 0")
-flags.register_validator("finetune_epochs", lambda v: v >= 0, "--finetune_epochs must be >= 0")
-flags.register_validator("temperature", lambda v: v > 0, "--temperature must be > 0")
-flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
 flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
                          "--teacher must name an existing .keras file")
 flags.register_multi_flags_validator(
@@ -74,9 +62,12 @@ def main(argv):
     from zskd_tf import data as data_lib
     from zskd_tf import models
     from zskd_tf import seeding
-    from zskd_tf import zskd
 
     setup = paper.SETUPS[FLAGS.dataset]
+    # the appendix's usual student lr for Data Impressions, not the one for this size
+    config = common.config_from_flags(
+        FLAGS.dataset, num_impressions=FLAGS.num_samples,
+        student_lr=FLAGS.student_lr or setup.student_di_lr).resolved()
     teacher_path = common.existing_teacher(FLAGS.dataset, FLAGS.teacher)
     if FLAGS.transfer == FLAGS.dataset:
         logging.warning("--transfer is the teacher's own data set: a reference, not data-free")
@@ -94,15 +85,9 @@ def main(argv):
                  len(transfer.images), transfer.histogram.tolist(),
                  transfer.pool_histogram.tolist())
     arbitrary.save_grid(transfer, teacher, os.path.join(workdir, "transfer_set.png"),
-                        FLAGS.temperature, class_names=list(data.class_names))
+                        config.temperature, class_names=list(data.class_names))
     seeding.seed_stage(FLAGS.seed, "student-init")
     student = models.get(setup.student, input_shape=data.image_shape)
-    config = zskd.Config(
-        num_impressions=FLAGS.num_samples, dataset=FLAGS.dataset,
-        temperature=FLAGS.temperature, student_epochs=FLAGS.student_epochs,
-        student_lr=FLAGS.student_lr or setup.student_di_lr, batch_size=FLAGS.batch_size,
-        augment=FLAGS.augment, finetune_epochs=FLAGS.finetune_epochs,
-        eval_every=FLAGS.eval_every, seed=FLAGS.seed)
     result = arbitrary.run(teacher, student, transfer, workdir, config,
                            test=(data.x_test, data.y_test))
     summary = {

@@ -1,4 +1,5 @@
 """Flags and bookkeeping shared by the experiment binaries."""
+import dataclasses
 import os
 import platform
 import shlex
@@ -32,23 +33,25 @@ _DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEF
            str: flags.DEFINE_string, tuple: flags.DEFINE_list}
 
 
-def define_config_flags(dataset):
-    """One flag per setting of ``zskd_tf.config.Config`` but the data set, with the
-    setting's help and, for settings with a paper value, default None (the preset's
-    value, else the paper's; both shown in the help). One validator checks the settings
-    together with the config's own rules before any work starts."""
+def define_config_flags(dataset=None, only=None, defaults=None):
+    """One flag per setting of ``zskd_tf.config.Config`` (``only``: those settings; default:
+    all but the data set), with the setting's help. A setting with a paper value defaults
+    to None (the preset's value, else the paper's for ``dataset``; both shown in the help)
+    unless ``defaults`` fixes this binary's default. ``dataset`` None: the binary has its
+    own --dataset flag. One validator checks the settings together, with the config's own
+    rules, before any work starts."""
     from zskd_tf import config, presets
-    paper_values = config.paper_values(dataset)
-    reproduce = presets.values("reproduce", dataset)
-    names = []
+    paper_values = config.paper_values(dataset) if dataset else {}
+    reproduce = presets.values("reproduce", dataset) if dataset else {}
+    defaults = defaults or {}
+    names = [] if dataset else ["dataset"]
     for field in config.settings():
-        if field.name == "dataset":
+        if field.name == "dataset" or (only is not None and field.name not in only):
             continue
         name = config.flag_name(field)
         help_text = field.metadata["help"]
-        default = field.default
-        if field.metadata["paper"]:
-            default = None
+        default = defaults.get(field.name, None if field.metadata["paper"] else field.default)
+        if field.metadata["paper"] and field.name not in defaults and dataset:
             shown = {"paper": paper_values[field.name]}
             if field.name in reproduce:
                 shown["reproduce"] = reproduce[field.name]
@@ -62,7 +65,7 @@ def define_config_flags(dataset):
             _DEFINE[field.type](name, default, help_text)
         names.append(name)
     flags.register_multi_flags_validator(
-        names, lambda values: _check_config(dataset, values) or True)
+        names, lambda values: _check_config(dataset or values["dataset"], values) or True)
 
 
 def _shown(value):
@@ -76,7 +79,7 @@ def _config(dataset, values):
     given = {}
     for field in config.settings():
         name = config.flag_name(field)
-        if name not in values:
+        if field.name == "dataset" or name not in values:
             continue
         value = values[name]
         if field.type is tuple and value is not None:
@@ -98,11 +101,13 @@ def _check_config(dataset, values):
         raise flags.ValidationError(str(e).replace(e.field, flag, 1)) from None
 
 
-def config_from_flags(dataset):
-    """The (unresolved) Config the command line gives for ``dataset``."""
+def config_from_flags(dataset, **overrides):
+    """The (unresolved) Config the command line gives for ``dataset``, with
+    ``overrides`` (settings the binary sets itself)."""
     from zskd_tf import config
-    return _config(dataset, {config.flag_name(f): FLAGS[config.flag_name(f)].value
-                             for f in config.settings() if f.name != "dataset"})
+    values = {config.flag_name(f): FLAGS[config.flag_name(f)].value
+              for f in config.settings() if f.name != "dataset" and config.flag_name(f) in FLAGS}
+    return dataclasses.replace(_config(dataset, values), **overrides)
 
 
 def log_preset(cfg):

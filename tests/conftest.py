@@ -68,7 +68,8 @@ class Interrupt(Exception):
 
 def small_craft(teacher, n=60):
     """Targets for ``n`` impressions (betas 1.0 and 0.1) and a 4-step crafting config."""
-    from zskd_tf import impressions, similarity, targets
+    from zskd_tf import config as config_lib
+    from zskd_tf import similarity, targets
     _, alpha = similarity.from_model(teacher)
     t = targets.sample(alpha, n, betas=(1.0, 0.1), seed=0)
-    return t, impressions.CraftConfig(lr=0.3, batch_size=5, iterations=4)
+    return t, config_lib.CraftConfig(lr=0.3, batch_size=5, iterations=4)

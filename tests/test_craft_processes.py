@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import Interrupt, small_craft
+from zskd_tf import config as config_lib
 from zskd_tf import craft_processes
 from zskd_tf import impressions
 from zskd_tf import scheduling
@@ -38,7 +39,7 @@ def test_a_failing_process_is_reported(tiny_teacher, tmp_path):
     with pytest.raises(Interrupt):
         scheduling.craft_transfer_set(str(tmp_path), tiny_teacher, t, config, seed=11,
                                  parallel_batches=2, on_shard=_interrupt_first)
-    other = impressions.CraftConfig(lr=0.5, batch_size=5, iterations=4)
+    other = config_lib.CraftConfig(lr=0.5, batch_size=5, iterations=4)
     with pytest.raises(RuntimeError, match="crafting process [01] of 2 failed"):
         craft_processes.craft(str(tmp_path), tiny_teacher, t, other, seed=11,
                               parallel_batches=2, processes=2, threads=1)
@@ -87,7 +88,7 @@ def test_crafting_stats_count_overlapping_shards_once():
 
 def test_class_impressions_stop_the_same_in_processes(tiny_teacher, tmp_path):
     t, _ = small_craft(tiny_teacher, 20)
-    config = impressions.CraftConfig(lr=0.3, batch_size=1, iterations=6)
+    config = config_lib.CraftConfig(lr=0.3, batch_size=1, iterations=6)
     thresholds = impressions.class_impression_thresholds(20, seed=3)
     kwargs = dict(seed=2, parallel_batches=5, thresholds=thresholds)
     scheduling.craft_transfer_set(str(tmp_path / "one"), tiny_teacher, t, config, **kwargs)

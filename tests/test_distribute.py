@@ -7,8 +7,8 @@ import threading
 
 import numpy as np
 
+from zskd_tf import config as config_lib
 from zskd_tf import distribute
-from zskd_tf import impressions
 from zskd_tf import similarity
 from zskd_tf import scheduling
 from zskd_tf import store
@@ -20,7 +20,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWO_DEVICES = textwrap.dedent("""
     import json, sys
     import numpy as np, keras, tensorflow as tf
-    from zskd_tf import distribute, distill, impressions, models, scheduling, similarity, store
+    from zskd_tf import distribute, distill, models, scheduling, similarity, store
+    from zskd_tf import config as config_lib
     from zskd_tf import targets as targets_lib
     from zskd_tf import data as data_lib
     distribute.split_cpu(2)
@@ -29,7 +30,7 @@ TWO_DEVICES = textwrap.dedent("""
     teacher = models.lenet5()
     _, alpha = similarity.from_model(teacher)
     t = targets_lib.sample(alpha, 40, seed=0)
-    config = impressions.CraftConfig(lr=0.3, batch_size=5, iterations=3)
+    config = config_lib.CraftConfig(lr=0.3, batch_size=5, iterations=3)
     strategy = distribute.get_strategy("mirrored")
     devices = distribute.crafting_devices(strategy)
     scheduling.craft_transfer_set(out + "/one", teacher, t, config, seed=5, parallel_batches=2)
@@ -62,7 +63,7 @@ def test_two_replicas_craft_the_same_set_and_distill(tmp_path):
 def test_workers_split_shards_and_give_the_same_set(tiny_teacher, tmp_path):
     _, alpha = similarity.from_model(tiny_teacher)
     t = targets_lib.sample(alpha, 40, seed=1)
-    config = impressions.CraftConfig(lr=0.3, batch_size=5, iterations=3)
+    config = config_lib.CraftConfig(lr=0.3, batch_size=5, iterations=3)
     kwargs = dict(seed=5, parallel_batches=2, poll_seconds=0.05)
     scheduling.craft_transfer_set(str(tmp_path / "single"), tiny_teacher, t, config, **kwargs)
     crafted = {0: [], 1: []}

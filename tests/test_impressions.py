@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from zskd_tf import config as config_lib
 from zskd_tf import impressions
 from zskd_tf import similarity
 from zskd_tf import targets as targets_lib
@@ -19,7 +20,7 @@ def _teacher_ce(teacher, x, y, temperature=20.0):
 
 def test_crafting_lowers_loss_and_moves_softmax_toward_targets(tiny_teacher):
     y = _targets(tiny_teacher, 40)
-    config = impressions.CraftConfig(lr=0.5, batch_size=10, iterations=60)
+    config = config_lib.CraftConfig(lr=0.5, batch_size=10, iterations=60)
     out = impressions.Crafter(tiny_teacher, config).craft(y, range(4), seed=1)
     x0 = impressions.initial_noise(range(4), 10, (32, 32, 1), seed=1)
     before = _teacher_ce(tiny_teacher, x0, y)
@@ -51,7 +52,7 @@ def test_result_does_not_depend_on_parallelism(tiny_teacher, iterations, fast):
     """
     y = _targets(tiny_teacher, 40, seed=2)
     lr = 0.3 if iterations <= 3 else 0.1
-    config = impressions.CraftConfig(lr=lr, batch_size=5, iterations=iterations)
+    config = config_lib.CraftConfig(lr=lr, batch_size=5, iterations=iterations)
     crafter = impressions.Crafter(tiny_teacher, config, fast=fast)
     together = crafter.craft(y, range(8), seed=3)
     pairs = [crafter.craft(y[i:i + 10], range(i // 5, i // 5 + 2), seed=3) for i in range(0, 40, 10)]
@@ -72,7 +73,7 @@ def test_result_does_not_depend_on_parallelism(tiny_teacher, iterations, fast):
 @pytest.mark.parametrize("pixel", ["clip", "none"])
 def test_pixel_modes(tiny_teacher, pixel):
     y = _targets(tiny_teacher, 20)
-    config = impressions.CraftConfig(lr=0.5, batch_size=10, iterations=20, pixel=pixel)
+    config = config_lib.CraftConfig(lr=0.5, batch_size=10, iterations=20, pixel=pixel)
     out = impressions.Crafter(tiny_teacher, config).craft(y, range(2), seed=0)
     if pixel == "clip":
         assert out.images.min() >= 0.0 and out.images.max() <= 1.0
@@ -83,9 +84,9 @@ def test_pixel_modes(tiny_teacher, pixel):
 def test_clip_end_is_none_then_one_clip(tiny_teacher):
     y = _targets(tiny_teacher, 20)
     kw = dict(lr=0.5, batch_size=10, iterations=20, init="normal")
-    free = impressions.Crafter(tiny_teacher, impressions.CraftConfig(pixel="none", **kw)) \
+    free = impressions.Crafter(tiny_teacher, config_lib.CraftConfig(pixel="none", **kw)) \
         .craft(y, range(2), seed=0)
-    end = impressions.Crafter(tiny_teacher, impressions.CraftConfig(pixel="clip_end", **kw)) \
+    end = impressions.Crafter(tiny_teacher, config_lib.CraftConfig(pixel="clip_end", **kw)) \
         .craft(y, range(2), seed=0)
     np.testing.assert_allclose(end.images, np.clip(free.images, 0, 1), atol=1e-6)
     assert (end.images == 0).mean() > 0.05 and (end.images == 1).mean() > 0.05
@@ -103,9 +104,9 @@ def test_normal_init():
 def test_image_l2_shrinks_images_and_keeps_batches_independent(tiny_teacher, fast):
     y = _targets(tiny_teacher, 20)
     kw = dict(lr=0.05, batch_size=10, iterations=30, pixel="none", init="normal")
-    plain = impressions.Crafter(tiny_teacher, impressions.CraftConfig(**kw), fast=fast) \
+    plain = impressions.Crafter(tiny_teacher, config_lib.CraftConfig(**kw), fast=fast) \
         .craft(y, range(2), seed=0)
-    crafter = impressions.Crafter(tiny_teacher, impressions.CraftConfig(image_l2=50.0, **kw),
+    crafter = impressions.Crafter(tiny_teacher, config_lib.CraftConfig(image_l2=50.0, **kw),
                                   fast=fast)
     shrunk = crafter.craft(y, range(2), seed=0)
     assert (shrunk.images ** 2).mean() < 0.8 * (plain.images ** 2).mean()
@@ -117,7 +118,7 @@ def test_class_impressions_stop_at_their_confidence(tiny_teacher):
     import tensorflow as tf
     y = np.eye(10, dtype=np.float32)[np.arange(10) % 10]
     thresholds = impressions.class_impression_thresholds(10, seed=0)
-    config = impressions.CraftConfig(lr=0.02, batch_size=1, iterations=400, temperature=1.0)
+    config = config_lib.CraftConfig(lr=0.02, batch_size=1, iterations=400, temperature=1.0)
     out = impressions.Crafter(tiny_teacher, config).craft(y, range(10), seed=0,
                                                           thresholds=thresholds)
     conf = tf.nn.softmax(tiny_teacher(out.images, training=False)).numpy()
@@ -128,7 +129,7 @@ def test_class_impressions_stop_at_their_confidence(tiny_teacher):
     i = int(np.argmax(out.steps))
     assert out.steps[i] >= 2
     for its, below in ((int(out.steps[i]) - 1, True), (int(out.steps[i]), False)):
-        cfg = impressions.CraftConfig(lr=0.02, batch_size=1, iterations=its, temperature=1.0)
+        cfg = config_lib.CraftConfig(lr=0.02, batch_size=1, iterations=its, temperature=1.0)
         alone = impressions.Crafter(tiny_teacher, cfg).craft(y[i:i + 1], [i], seed=0)
         conf_i = tf.nn.softmax(tiny_teacher(alone.images, training=False)).numpy()[0, i]
         assert (conf_i < thresholds[i]) == below
@@ -140,7 +141,7 @@ def test_class_impressions_with_clip_end_judge_the_clipped_image(tiny_teacher, f
     """The stop test must see the image that is returned (clipped), not the free one."""
     y = np.eye(10, dtype=np.float32)
     thresholds = impressions.class_impression_thresholds(10, seed=0)
-    config = impressions.CraftConfig(lr=0.1, batch_size=1, iterations=300, temperature=1.0,
+    config = config_lib.CraftConfig(lr=0.1, batch_size=1, iterations=300, temperature=1.0,
                                      init="normal", pixel="clip_end")
     out = impressions.Crafter(tiny_teacher, config, fast=fast).craft(
         y, range(10), seed=0, thresholds=thresholds)
@@ -158,13 +159,13 @@ def test_thresholds_in_paper_range():
 
 def test_bad_config():
     with pytest.raises(ValueError, match="pixel"):
-        impressions.CraftConfig(lr=1.0, pixel="tanh")
+        config_lib.CraftConfig(lr=1.0, pixel="tanh")
     with pytest.raises(ValueError, match="init"):
-        impressions.CraftConfig(lr=1.0, init="zeros")
+        config_lib.CraftConfig(lr=1.0, init="zeros")
     with pytest.raises(ValueError, match="image_l2"):
-        impressions.CraftConfig(lr=1.0, image_l2=-1.0)
+        config_lib.CraftConfig(lr=1.0, image_l2=-1.0)
     with pytest.raises(ValueError, match="lr"):
-        impressions.CraftConfig(lr=0.0)
+        config_lib.CraftConfig(lr=0.0)
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -174,8 +175,8 @@ def test_bfloat16_crafting_fits_as_well_and_reports_the_float32_teacher(tiny_tea
     import tensorflow as tf
     y = _targets(tiny_teacher, 40)
     runs = {}
-    for precision in impressions.PRECISIONS:
-        config = impressions.CraftConfig(lr=0.5, batch_size=10, iterations=60,
+    for precision in config_lib.PRECISIONS:
+        config = config_lib.CraftConfig(lr=0.5, batch_size=10, iterations=60,
                                          precision=precision)
         crafter = impressions.Crafter(tiny_teacher, config, fast=fast)
         if precision == "bfloat16" and not fast:
@@ -193,4 +194,4 @@ def test_bfloat16_crafting_fits_as_well_and_reports_the_float32_teacher(tiny_tea
 
 def test_bad_precision_is_rejected():
     with pytest.raises(ValueError, match="precision"):
-        impressions.CraftConfig(lr=0.1, precision="float16")
+        config_lib.CraftConfig(lr=0.1, precision="float16")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import Interrupt, small_craft
-from zskd_tf import impressions
+from zskd_tf import config as config_lib
 from zskd_tf import scheduling
 from zskd_tf import store
 
@@ -53,7 +53,7 @@ def test_resume_with_other_parallelism_keeps_shard_layout(tiny_teacher, tmp_path
 def test_different_settings_are_refused(tiny_teacher, tmp_path):
     t, config = small_craft(tiny_teacher, 20)
     _craft(tmp_path, tiny_teacher, t, config)
-    other = impressions.CraftConfig(lr=0.1, batch_size=5, iterations=4)
+    other = config_lib.CraftConfig(lr=0.1, batch_size=5, iterations=4)
     with pytest.raises(ValueError, match="craft"):
         _craft(tmp_path, tiny_teacher, t, other)
     with pytest.raises(ValueError, match="seed"):
@@ -71,7 +71,7 @@ def test_manifest_without_newer_craft_options_resumes_at_their_defaults(tiny_tea
     path.write_text(json.dumps(manifest))
     assert _craft(tmp_path, tiny_teacher, t, config)["complete"]
     for changed in ({"init": "normal"}, {"precision": "bfloat16"}):
-        other = impressions.CraftConfig(lr=0.3, batch_size=5, iterations=4, **changed)
+        other = config_lib.CraftConfig(lr=0.3, batch_size=5, iterations=4, **changed)
         with pytest.raises(ValueError, match="craft"):
             _craft(tmp_path, tiny_teacher, t, other)
 
@@ -91,4 +91,4 @@ def test_shard_contents_and_manifest(tiny_teacher, tmp_path):
 def test_batch_size_must_divide(tiny_teacher, tmp_path):
     t, _ = small_craft(tiny_teacher, 20)
     with pytest.raises(ValueError, match="multiple"):
-        _craft(tmp_path, tiny_teacher, t, impressions.CraftConfig(lr=0.1, batch_size=3))
+        _craft(tmp_path, tiny_teacher, t, config_lib.CraftConfig(lr=0.1, batch_size=3))

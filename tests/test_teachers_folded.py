@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from zskd_tf import config as config_lib
 from zskd_tf import impressions, models
 from zskd_tf.teachers import folded as folded_teacher
 
@@ -87,7 +88,7 @@ def test_teachers_it_cannot_fold_are_left_alone():
 
 
 def test_crafter_uses_the_folded_teacher_for_alexnet(alexnet_half):
-    config = impressions.CraftConfig(lr=0.01, batch_size=4, iterations=2)
+    config = config_lib.CraftConfig(lr=0.01, batch_size=4, iterations=2)
     crafter = impressions.Crafter(alexnet_half, config)
     assert isinstance(crafter.fast, folded_teacher.FoldedTeacher)
     y = tf.nn.softmax(tf.random.normal((8, 10), seed=6)).numpy()

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from zskd_tf import config as config_lib
 from zskd_tf import impressions, models
 from zskd_tf.teachers import space_to_depth as fast_teacher
 
@@ -70,7 +71,7 @@ def test_rgb_single_stage_teacher():
 @pytest.mark.parametrize("pixel", ["minmax", "clip"])
 def test_crafting_matches_keras_path(tiny_teacher, pixel):
     y = np.random.default_rng(0).dirichlet(np.ones(10), 20).astype(np.float32)
-    config = impressions.CraftConfig(lr=0.05, batch_size=10, iterations=5, pixel=pixel)
+    config = config_lib.CraftConfig(lr=0.05, batch_size=10, iterations=5, pixel=pixel)
     fast = impressions.Crafter(tiny_teacher, config).craft(y, [0, 1], seed=3)
     plain = impressions.Crafter(tiny_teacher, config, fast=False).craft(y, [0, 1], seed=3)
     np.testing.assert_allclose(fast.images, plain.images, atol=1e-4)

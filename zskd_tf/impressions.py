@@ -31,12 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from zskd_tf import config, hardware, models, paper, teachers
-
-# The crafting loop's settings and their allowed values live in zskd_tf.config.
-CraftConfig = config.CraftConfig
-PIXEL_MODES, INIT_MODES, PRECISIONS = config.PIXEL_MODES, config.INIT_MODES, config.PRECISIONS
-
+from zskd_tf import hardware, models, paper, teachers
 
 @dataclasses.dataclass
 class Crafted:
