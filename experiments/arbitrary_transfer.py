@@ -18,6 +18,7 @@ from absl import logging
 
 from experiments import common
 from zskd_tf import paper
+from zskd_tf import records
 
 SOURCES = ("uniform_noise",) + common.DATASETS
 FLAGS = flags.FLAGS
@@ -90,19 +91,12 @@ def main(argv):
     student = models.get(setup.student, input_shape=data.image_shape)
     result = arbitrary.run(teacher, student, transfer, workdir, config,
                            test=(data.x_test, data.y_test))
-    summary = {
-        "dataset": FLAGS.dataset, "transfer": FLAGS.transfer, "balance": FLAGS.balance,
-        "test_accuracy": {
-            "teacher": result["teacher"]["test_accuracy"],
-            "student": result["student"]["test_accuracy"],
-            "student_augmented": result.get("student_augmented", {}).get("test_accuracy")},
-        "selection": "final epoch; no model selection on the test set",
-        **result,
-        "teacher": {**result["teacher"], "source": teacher_path},
-    }
+    summary = {"dataset": FLAGS.dataset, "transfer": FLAGS.transfer,
+               "balance": FLAGS.balance, **records.summary(result, teacher_path)}
     common.write_results(workdir, summary)
     logging.info("student test accuracy %.2f%% (teacher %.2f%%)",
-                 summary["test_accuracy"]["student"], summary["test_accuracy"]["teacher"])
+                 summary[records.TEST_ACCURACY][records.STUDENT],
+                 summary[records.TEST_ACCURACY][records.TEACHER])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from absl import logging
 
 from experiments import common
 from zskd_tf import paper
+from zskd_tf import records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "mnist", common.DATASETS, "Data set.")
@@ -52,7 +53,7 @@ def main(argv):
     common.write_config(FLAGS.workdir)
     data = data_lib.load(FLAGS.dataset, FLAGS.data_dir)
     teacher = models.load(teacher_path)
-    seed = seeding.seed_stage(FLAGS.seed, "student_kd")
+    seed = seeding.seed_stage(FLAGS.seed, records.STUDENT_KD)
     student = models.get(setup.student, input_shape=data.image_shape)
     distiller = distill.Distiller(student, teacher, FLAGS.temperature, FLAGS.kd_lambda)
     distill.compile_distiller(distiller, FLAGS.student_lr or setup.student_kd_lr)
@@ -60,17 +61,20 @@ def main(argv):
     train = data_lib.make_dataset(data.x_train, data.y_train, batch_size=FLAGS.batch_size,
                                   shuffle=True, seed=seed)
     test = data_lib.make_dataset(data.x_test, data.y_test, batch_size=1024)
-    summary = training.fit(distiller, train, epochs=FLAGS.student_epochs, workdir=FLAGS.workdir,
-                           stage="student_kd", validation_data=test if FLAGS.eval_every else None,
+    summary = training.fit(distiller, train, epochs=FLAGS.student_epochs,
+                           workdir=FLAGS.workdir, stage=records.STUDENT_KD,
+                           validation_data=test if FLAGS.eval_every else None,
                            validation_freq=max(1, FLAGS.eval_every), export=student, verbose=2)
     result = distill.evaluate(student, data.x_test, data.y_test)
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": setup.student, "teacher": teacher_path,
-        "row": "student_kd", "epochs": FLAGS.student_epochs, "paper_epochs": setup.teacher_epochs,
-        "paper_test_accuracy": paper.REPORTED[FLAGS.dataset]["student_kd"],
+        "row": records.STUDENT_KD, "epochs": FLAGS.student_epochs,
+        "paper_epochs": setup.teacher_epochs,
+        "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][records.STUDENT_KD],
         **result, **summary})
     logging.info("Student-KD final-epoch test accuracy %.2f%% (paper %.2f%%)",
-                 result["test_accuracy"], paper.REPORTED[FLAGS.dataset]["student_kd"])
+                 result[records.TEST_ACCURACY],
+                 paper.REPORTED[FLAGS.dataset][records.STUDENT_KD])
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from absl import flags
 
 from zskd_tf import io_utils
 from zskd_tf import paper
+from zskd_tf import records
 from zskd_tf import report
 
 FLAGS = flags.FLAGS
@@ -39,15 +40,15 @@ def real_data_section(results_dir):
         return ""
     rows = []
     for path, r in runs:
-        row = ("Student-KD" if r.get("row") == "student_kd" else "Teacher-CE"
+        row = ("Student-KD" if r.get("row") == records.STUDENT_KD else "Teacher-CE"
                if r["model"] == paper.SETUPS[r["dataset"]].teacher else "Student-CE")
         if r.get("weight_decay"):
             row += f", weight decay {r['weight_decay']:g}"
         if r.get("augment", "none") != "none":
             row += f", {r['augment']} augmentation"
         rows.append([_NAMES.get(r["dataset"], r["dataset"]), r["model"], row,
-                     r["test_accuracy"], r["paper_test_accuracy"],
-                     r.get("max_test_accuracy_over_epochs_selected_on_test"),
+                     r[records.TEST_ACCURACY], r["paper_test_accuracy"],
+                     r.get(records.SELECTED_ON_TEST),
                      f"{r['epochs']} (paper {r['paper_epochs']})",
                      r.get("mean_epoch_seconds"), os.path.relpath(path, results_dir)])
     header = ["data set", "model", "row", "test acc. % (final epoch)", "paper %",
@@ -71,15 +72,15 @@ def zskd_section(results_dir):
         return ""
     rows = []
     for path, r in runs:
-        acc, cfg, craft = r["test_accuracy"], r["config"], r["crafting"]
+        acc, cfg, craft = r[records.TEST_ACCURACY], r["config"], r["crafting"]
         paper_zskd, paper_aug = paper.reported_zskd(r["dataset"], cfg["num_impressions"],
                                                     cfg["impressions"], cfg["prior"])
         rows.append([
             _NAMES.get(r["dataset"], r["dataset"]), cfg["num_impressions"],
             _betas_label(cfg), _targets_label(cfg), _crafting_recipe(cfg),
             cfg["craft_iterations"], craft["mean_final_loss"], _teacher_file(r),
-            acc["teacher"],
-            acc["zskd"], paper_zskd, acc.get("zskd_augmented"), paper_aug,
+            acc[records.TEACHER],
+            acc[records.ZSKD], paper_zskd, acc.get(records.ZSKD_AUGMENTED), paper_aug,
             _epochs(r), _number(cfg.get("student_lr")),
             cfg.get("seed", "-"), craft["craft_seconds"] / 60.0, craft["image_steps_per_second"],
             os.path.relpath(path, results_dir)])
@@ -102,15 +103,15 @@ def arbitrary_section(results_dir):
         return ""
     rows, pools = [], {}
     for path, r in runs:
-        ts, acc = r["transfer_set"], r["test_accuracy"]
+        ts, acc = r["transfer_set"], r[records.TEST_ACCURACY]
         rows.append([
-            _NAMES.get(r["dataset"], r["dataset"]), _teacher_file(r), acc["teacher"],
+            _NAMES.get(r["dataset"], r["dataset"]), _teacher_file(r), acc[records.TEACHER],
             _NAMES.get(r["transfer"], r["transfer"]),
             "balanced" if r["balance"] else "random", ts["size"], ts["balance"],
             f"{r['config']['student_lr']:g}",
-            _percent(r.get("student_agrees_with_teacher_on_transfer_set")), acc["student"],
-            r["student"].get("max_test_accuracy_over_epochs_selected_on_test"),
-            acc.get("student_augmented"), r["student"]["epochs"],
+            _percent(r.get("student_agrees_with_teacher_on_transfer_set")), acc[records.STUDENT],
+            r[records.STUDENT].get(records.SELECTED_ON_TEST),
+            acc.get(records.STUDENT_AUGMENTED), r[records.STUDENT]["epochs"],
             os.path.relpath(path, results_dir)])
         pools[(r["dataset"], _teacher_file(r), r["transfer"])] = ts["pool_histogram"]
     header = ["teacher's data", "teacher", "teacher %", "transfer set from", "choice", "size",
@@ -160,13 +161,14 @@ def repeats_section(results_dir):
         if len(runs) < 2:
             continue
         cfg = runs[0][1]["config"]
-        acc = [r["test_accuracy"] for _, r in runs]
+        acc = [r[records.TEST_ACCURACY] for _, r in runs]
         rows.append([
             _NAMES.get(dataset, dataset), cfg["num_impressions"], _betas_label(cfg),
             _targets_label(cfg), _crafting_recipe(cfg), teacher,
             _number(cfg.get("student_lr")), _epochs(runs[0][1]), len(runs),
             ", ".join(str(r["config"].get("seed", "-")) for _, r in runs),
-            *_spread([a["zskd"] for a in acc]), _spread([a.get("zskd_augmented") for a in acc])[0],
+            *_spread([a[records.ZSKD] for a in acc]),
+            _spread([a.get(records.ZSKD_AUGMENTED) for a in acc])[0],
             ", ".join(os.path.basename(os.path.dirname(p)) for p, _ in runs)])
     if not rows:
         return ""
@@ -208,8 +210,8 @@ def curve_figures(results_dir):
         reported = paper.REPORTED[dataset]
         references = []
         if n == paper.HEADLINE_IMPRESSIONS[dataset]:
-            references = [("paper: class similarity", reported["zskd"]),
-                          ("paper: + augmentation", reported["zskd_augmented"]),
+            references = [("paper: class similarity", reported[records.ZSKD]),
+                          ("paper: + augmentation", reported[records.ZSKD_AUGMENTED]),
                           ("paper: uniform prior", reported["zskd_uniform_prior"])]
         name = f"{dataset}_{n}_student_curves.png"
         fig = report.accuracy_curves_figure(
@@ -248,7 +250,7 @@ def _crafting_recipe(cfg):
 def _teacher_file(r):
     """The teacher's file name: recorded since the "source" field exists, else from the
     command's --teacher, else the committed pretrained teacher the binaries default to."""
-    source = r.get("teacher", {}).get("source")
+    source = r.get(records.TEACHER, {}).get("source")
     if source is None:
         given = [a for a in r.get("command", "").split() if a.startswith("--teacher=")]
         source = (given[-1].split("=", 1)[1] if given else

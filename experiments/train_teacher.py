@@ -17,6 +17,7 @@ from absl import logging
 from experiments import common
 from zskd_tf import models
 from zskd_tf import paper
+from zskd_tf import records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "mnist", common.DATASETS, "Data set to train on.")
@@ -72,13 +73,13 @@ def main(argv):
     if FLAGS.export:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.export)), exist_ok=True)
         shutil.copyfile(os.path.join(FLAGS.workdir, f"{model_name}.keras"), FLAGS.export)
-    key = "teacher_ce" if model_name == setup.teacher else "student_ce"
+    key = records.TEACHER_CE if model_name == setup.teacher else records.STUDENT_CE
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": model_name, "parameters": model.count_params(),
         "epochs": epochs, "weight_decay": FLAGS.weight_decay, "augment": FLAGS.teacher_augment,
         "paper_epochs": setup.teacher_epochs,
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][key], **result})
-    logging.info("final-epoch test accuracy %.2f%% (paper %.2f%%)", result["test_accuracy"],
+    logging.info("final-epoch test accuracy %.2f%% (paper %.2f%%)", result[records.TEST_ACCURACY],
                  paper.REPORTED[FLAGS.dataset][key])
 
 

@@ -12,6 +12,7 @@ from absl import logging
 
 from experiments import common
 from zskd_tf import paper
+from zskd_tf import records
 
 FLAGS = flags.FLAGS
 REPO = common.REPO
@@ -60,7 +61,7 @@ def main(dataset):
         teacher, teacher_source, student = _models(dataset, data, teacher_path)
     result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
                       strategy=strategy)
-    if "student" in result:  # a non-chief host only crafts
+    if records.STUDENT in result:  # a non-chief host only crafts
         _report(teacher_source, result, strategy, config, differences)
 
 
@@ -80,9 +81,9 @@ def _models(dataset, data, teacher_path):
     else:
         logging.info("no pretrained teacher at %s: training one (%d epochs)", teacher_path,
                      FLAGS.teacher_epochs)
-        seeding.seed_stage(FLAGS.seed, "teacher")
+        seeding.seed_stage(FLAGS.seed, records.TEACHER)
         teacher = models.get(setup.teacher, input_shape=data.image_shape)
-        distill.train_classifier(teacher, data, workdir=workdir, stage="teacher",
+        distill.train_classifier(teacher, data, workdir=workdir, stage=records.TEACHER,
                                  epochs=FLAGS.teacher_epochs, lr=setup.teacher_lr,
                                  seed=seeding.derive(FLAGS.seed, "teacher-data"), verbose=2)
         teacher_source = "trained in workdir"
@@ -98,26 +99,19 @@ def _report(teacher_source, result, strategy, config, differences):
                                                 config.impressions, config.prior)
     summary = {
         "dataset": dataset,
-        "test_accuracy": {
-            "teacher": result["teacher"]["test_accuracy"],
-            "zskd": result["student"]["test_accuracy"],
-            "zskd_augmented": result.get("student_augmented", {}).get("test_accuracy"),
-        },
         # the paper's figures for this setting (None: it reports none)
-        "paper": {"zskd": paper_zskd, "zskd_augmented": paper_aug,
-                  "teacher_ce": reported["teacher_ce"]},
-        "selection": "final epoch; no model selection on the test set",
+        "paper": {records.ZSKD: paper_zskd, records.ZSKD_AUGMENTED: paper_aug,
+                  records.TEACHER_CE: reported[records.TEACHER_CE]},
         "preset": config.preset,
         "differs_from_paper": differences,
         "strategy": {"name": FLAGS.strategy, "replicas": strategy.num_replicas_in_sync},
-        **result,
-        "teacher": {**result["teacher"], "source": teacher_source},
+        **records.summary(result, teacher_source, records.ZSKD_ROWS),
     }
     common.write_results(FLAGS.workdir, summary)
-    acc = summary["test_accuracy"]
+    acc = summary[records.TEST_ACCURACY]
     logging.info("ZSKD test accuracy %s (paper %s); augmented %s (paper %s)",
-                 *(_percent(v) for v in (acc["zskd"], paper_zskd, acc["zskd_augmented"],
-                                         paper_aug)))
+                 *(_percent(v) for v in (acc[records.ZSKD], paper_zskd,
+                                         acc[records.ZSKD_AUGMENTED], paper_aug)))
 
 
 def _percent(value):

@@ -6,6 +6,7 @@ from keras import ops
 
 from zskd_tf import augment as augment_lib
 from zskd_tf import data as data_lib
+from zskd_tf import records
 from zskd_tf import training
 
 
@@ -28,7 +29,8 @@ def evaluate(model, x, y, batch_size=1024):
     per_class = [float((pred[y == c] == c).mean() * 100.0) if (y == c).any() else None
                  for c in range(num_classes)]
     share = np.bincount(pred, minlength=num_classes) / len(pred) * 100.0
-    return {"test_loss": float(loss), "test_accuracy": float((pred == y).mean() * 100.0),
+    return {"test_loss": float(loss),
+            records.TEST_ACCURACY: float((pred == y).mean() * 100.0),
             "per_class_accuracy": per_class, "predicted_share": [float(v) for v in share]}
 
 
@@ -55,7 +57,7 @@ def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=5
                            validation_data=test if eval_every else None,
                            validation_freq=max(1, eval_every), verbose=verbose)
     result = evaluate(model, dataset.x_test, dataset.y_test)
-    result["max_test_accuracy_over_epochs_selected_on_test"] = \
+    result[records.SELECTED_ON_TEST] = \
         training.max_monitored_accuracy(workdir, stage)
     return {**result, **summary}
 

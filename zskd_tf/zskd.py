@@ -24,6 +24,7 @@ from zskd_tf import distribute
 from zskd_tf import heldout as heldout_lib
 from zskd_tf import impressions
 from zskd_tf import io_utils
+from zskd_tf import records
 from zskd_tf import report
 from zskd_tf import scheduling
 from zskd_tf import seeding
@@ -85,7 +86,7 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
     epochs (``zskd_tf.heldout``). With a ``strategy``, teacher and student must have been
     built under its scope."""
     config = config.resolved()
-    stage = "student_augmented" if augmented else "student"
+    stage = records.STUDENT_AUGMENTED if augmented else records.STUDENT
     seed = seeding.seed_stage(config.seed, stage)
     steps = -(-len(x) // config.batch_size)
     ds = data_lib.make_dataset(x, batch_size=config.batch_size, shuffle=True, seed=seed,
@@ -123,21 +124,21 @@ def distill_and_evaluate(teacher, student, x, workdir, config, test=None, strate
     teacher's, and (labelled as selected on the test set) each stage's best monitored one.
     """
     config = config.resolved()
-    results = {"student": distill_images(teacher, student, x, workdir, config, test,
+    results = {records.STUDENT: distill_images(teacher, student, x, workdir, config, test,
                                          strategy=strategy, heldout=heldout)}
     if test is not None:
-        results["student"].update(distill.evaluate(student, *test))
+        results[records.STUDENT].update(distill.evaluate(student, *test))
     if config.augment and config.finetune_epochs > 0:
-        results["student_augmented"] = distill_images(teacher, student, x, workdir, config,
+        results[records.STUDENT_AUGMENTED] = distill_images(teacher, student, x, workdir, config,
                                                       test, augmented=True, strategy=strategy,
                                                       heldout=heldout)
         if test is not None:
-            results["student_augmented"].update(distill.evaluate(student, *test))
+            results[records.STUDENT_AUGMENTED].update(distill.evaluate(student, *test))
     if test is not None:
-        results["teacher"] = distill.evaluate(teacher, *test)
-        for key in ("student", "student_augmented"):
+        results[records.TEACHER] = distill.evaluate(teacher, *test)
+        for key in records.STUDENT_STAGES:
             if key in results:
-                results[key]["max_test_accuracy_over_epochs_selected_on_test"] = \
+                results[key][records.SELECTED_ON_TEST] = \
                     training.max_monitored_accuracy(workdir, key)
     return results
 
