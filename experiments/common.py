@@ -15,6 +15,7 @@ from zskd_tf import io_utils
 FLAGS = flags.FLAGS
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_SEED = 2 ** 31 - 1  # zskd_tf.config's rule for the seed setting
 
 
 def define_common_flags(seed=True):
@@ -26,7 +27,22 @@ def define_common_flags(seed=True):
                         "$ZSKD_DATA_DIR, else download with keras.datasets.")
     if seed:
         flags.DEFINE_integer("seed", 0, "Seed for everything; stages derive their own seeds.")
+        flags.register_validator("seed", lambda v: v is not None and 0 <= v <= MAX_SEED,
+                                 f"--seed must be an integer in [0, {MAX_SEED:,}]")
     flags.mark_flag_as_required("workdir")
+    flags.register_validator("workdir", usable_workdir,
+                             "--workdir must be a directory or a path that does not exist yet")
+
+
+def usable_workdir(path):
+    """True if ``path`` is a directory, or does not exist and could be made one (its
+    nearest existing ancestor is a directory). None passes: --workdir is required."""
+    if path is None:
+        return True
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.path.isdir(path)
 
 
 _DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, bool: flags.DEFINE_bool,
@@ -155,8 +171,28 @@ def flag_values():
     return values
 
 
+def reject(message):
+    """Ends the binary with ``message`` as one line on stderr and exit status 1."""
+    raise SystemExit(f"error: {message}")
+
+
+def start_run(workdir, host=0):
+    """Makes ``workdir`` this process's for the rest of its life (``io_utils.lock_workdir``),
+    or ends the binary with one line if another run holds it. ``host`` i > 0 of a
+    several-host run (hosts share the workdir) takes a lock of its own, so a second copy
+    of that host is refused while its cluster's hosts are not. ``write_config`` calls it:
+    call it first only to give ``host``."""
+    try:
+        io_utils.lock_workdir(workdir, io_utils.LOCK_NAME + (f".host{host}" if host else ""))
+    except io_utils.WorkdirBusy as e:
+        reject(str(e))
+
+
 def write_config(workdir):
-    os.makedirs(workdir, exist_ok=True)
+    """Takes the workdir (``start_run``), then records the command and flags in
+    ``config.json``: call it once the checks that can reject the run have passed, so a
+    rejected run never replaces a finished run's record."""
+    start_run(workdir)
     config = {"command": command_line(), "flags": flag_values(),
               "python": platform.python_version(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     io_utils.write_json(os.path.join(workdir, "config.json"), config)

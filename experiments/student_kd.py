@@ -6,6 +6,7 @@ Loss: tau^2 * CE(teacher soft labels, student) at tau = 20 plus lambda * CE(labe
 student), lambda = 0.3 (appendix). The teacher is ``--teacher`` or the committed
 pretrained one. Writes config.json, tb/student_kd/, student_kd.keras and results.json.
 """
+import math
 import os
 
 from absl import app
@@ -32,10 +33,14 @@ flags.DEFINE_alias("epochs", "student_epochs")
 flags.DEFINE_alias("lr", "student_lr")
 common.define_common_flags()
 flags.register_validator("student_epochs", lambda v: v > 0, "--student_epochs must be > 0")
-flags.register_validator("student_lr", lambda v: v is None or v > 0,
-                         "--student_lr must be > 0")
-flags.register_validator("kd_lambda", lambda v: v >= 0, "--kd_lambda must be >= 0")
-flags.register_validator("temperature", lambda v: v > 0, "--temperature must be > 0")
+flags.register_validator("student_lr", lambda v: v is None or (v > 0 and math.isfinite(v)),
+                         "--student_lr must be > 0 and finite")
+flags.register_validator("kd_lambda", lambda v: v >= 0 and math.isfinite(v),
+                         "--kd_lambda must be >= 0 and finite")
+flags.register_validator("temperature", lambda v: v > 0 and math.isfinite(v),
+                         "--temperature must be > 0 and finite")
+flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 0")
+flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
 flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
                          "--teacher must name an existing .keras file")
 

@@ -50,6 +50,8 @@ def main(dataset):
         distribute.split_cpu(FLAGS.cpu_devices)
     strategy = distribute.get_strategy(FLAGS.strategy)
     workdir = FLAGS.workdir
+    common.start_run(workdir, host=distribute.worker()[0] if FLAGS.strategy == "multi_worker"
+                     else 0)
     common.write_config(workdir)
     data = data_lib.load(dataset, FLAGS.data_dir)
     # Models live under the strategy (crafting copies the teacher per device); with

@@ -1,4 +1,7 @@
-"""Atomic writes: a kill or an error never leaves a half-written file under the final name."""
+"""Atomic writes (a kill or an error never leaves a half-written file under the final
+name) and the one-run-per-workdir lock."""
+import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -64,3 +67,37 @@ def write_text(path, text):
         with open(tmp, "w") as f:
             f.write(text)
     replace_atomically(path, write)
+
+
+LOCK_NAME = ".lock"
+_HELD = {}  # real path of a workdir -> the open file holding its lock, for the process's life
+
+
+class WorkdirBusy(RuntimeError):
+    """Another process holds the workdir's lock."""
+
+
+def lock_workdir(workdir, name=LOCK_NAME):
+    """Takes an exclusive, non-blocking ``flock`` on ``workdir/name`` (creating the
+    workdir) and holds it until this process exits: the OS releases it however the
+    process ends, kill included. Raises WorkdirBusy naming the holder's pid if another
+    process holds it. Once this process holds a lock on ``workdir``, further calls do
+    nothing (so ``name`` matters only for the first)."""
+    key = os.path.realpath(workdir)
+    if key in _HELD:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    fd = os.open(os.path.join(workdir, name), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        raise WorkdirBusy(f"workdir {workdir} is busy: another run (pid {holder}) "
+                          "holds it") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = fd
+
