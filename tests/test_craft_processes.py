@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -40,9 +42,22 @@ def test_a_failing_process_is_reported(tiny_teacher, tmp_path):
         scheduling.craft_transfer_set(str(tmp_path), tiny_teacher, t, config, seed=11,
                                  parallel_batches=2, on_shard=_interrupt_first)
     other = config_lib.CraftConfig(lr=0.5, batch_size=5, iterations=4)
-    with pytest.raises(RuntimeError, match="crafting process [01] of 2 failed"):
+    with pytest.raises(RuntimeError, match="crafting process [01] of 2 failed with exit code 1: "
+                                           "ValueError: .*different settings"):
         craft_processes.craft(str(tmp_path), tiny_teacher, t, other, seed=11,
                               parallel_batches=2, processes=2, threads=1)
+
+
+def test_a_diverging_process_names_shard_batch_and_step(tiny_teacher, tmp_path, capfd):
+    t, _ = small_craft(tiny_teacher, 20)
+    config = config_lib.CraftConfig(lr=1e38, batch_size=5, iterations=10, pixel="none")
+    with pytest.raises(RuntimeError, match=r"crafting process [01] of 2 failed with exit code 1: "
+                                           r"CraftingDiverged: shard [12]/2 .*crafting diverged "
+                                           r"by step 10 of 10: .*crafting batch [0-3] .*stderr"):
+        craft_processes.craft(str(tmp_path), tiny_teacher, t, config, seed=11,
+                              parallel_batches=2, processes=2, threads=1)
+    assert "CraftingDiverged: shard" in capfd.readouterr().err  # the worker's own log
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".npz") and "shard" in f]
 
 
 def _interrupt_first(i, crafted, record):

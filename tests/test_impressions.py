@@ -195,3 +195,43 @@ def test_bfloat16_crafting_fits_as_well_and_reports_the_float32_teacher(tiny_tea
 def test_bad_precision_is_rejected():
     with pytest.raises(ValueError, match="precision"):
         config_lib.CraftConfig(lr=0.1, precision="float16")
+
+
+def _poison_batch(monkeypatch, batch):
+    """Makes one pixel of crafting batch ``batch``'s initial noise infinite."""
+    import tensorflow as tf
+    real = impressions.initial_noise
+
+    def poisoned(batch_indices, batch_size, image_shape, seed, init="uniform"):
+        x = real(batch_indices, batch_size, image_shape, seed, init).numpy()
+        if batch in list(batch_indices):
+            x[list(batch_indices).index(batch) * batch_size + 1].flat[7] = np.inf
+        return tf.constant(x)
+    monkeypatch.setattr(impressions, "initial_noise", poisoned)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_exploding_learning_rate_raises_naming_batch_and_step(tiny_teacher, fast):
+    """A finite but huge lr with free pixels overflows the teacher within a few steps: an
+    error naming the (global) batch and the step it was seen at, not NaN images."""
+    y = _targets(tiny_teacher, 20)
+    config = config_lib.CraftConfig(lr=1e38, batch_size=5, iterations=20, pixel="none")
+    crafter = impressions.Crafter(tiny_teacher, config, progress_every=2, fast=fast)
+    with pytest.raises(impressions.CraftingDiverged, match="--craft_lr.*--pixel") as e:
+        crafter.craft(y, range(3, 7), seed=0)
+    assert e.value.batch in range(3, 7) and e.value.step % 2 == 0  # seen at a chunk's end
+    message = str(e.value)
+    assert f"by step {e.value.step} of 20" in message
+    assert f"crafting batch {e.value.batch} " in message
+
+
+def test_non_finite_image_names_its_own_batch(tiny_teacher, monkeypatch):
+    """Batches are independent: only the poisoned one goes bad, and it is the one named
+    (pixels bounded by minmax, so the advice is the learning rate alone)."""
+    _poison_batch(monkeypatch, 5)
+    y = _targets(tiny_teacher, 20)
+    config = config_lib.CraftConfig(lr=0.3, batch_size=5, iterations=4)
+    with pytest.raises(impressions.CraftingDiverged, match="by step 4 of 4: .*batch 5 ") as e:
+        impressions.Crafter(tiny_teacher, config).craft(y, range(3, 7), seed=0)
+    assert (e.value.batch, e.value.step) == (5, 4)
+    assert "5 bad images" in str(e.value) and "--pixel" not in str(e.value)

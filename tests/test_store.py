@@ -6,8 +6,22 @@ import pytest
 
 from conftest import Interrupt, small_craft
 from zskd_tf import config as config_lib
+from zskd_tf import impressions
 from zskd_tf import scheduling
 from zskd_tf import store
+
+
+def _poison_batch(monkeypatch, batch):
+    """Makes one pixel of crafting batch ``batch``'s initial noise infinite."""
+    import tensorflow as tf
+    real = impressions.initial_noise
+
+    def poisoned(batch_indices, batch_size, image_shape, seed, init="uniform"):
+        x = real(batch_indices, batch_size, image_shape, seed, init).numpy()
+        if batch in list(batch_indices):
+            x[list(batch_indices).index(batch) * batch_size].flat[0] = np.inf
+        return tf.constant(x)
+    monkeypatch.setattr(impressions, "initial_noise", poisoned)
 
 
 def _craft(directory, teacher, t, config, **kwargs):
@@ -92,3 +106,27 @@ def test_batch_size_must_divide(tiny_teacher, tmp_path):
     t, _ = small_craft(tiny_teacher, 20)
     with pytest.raises(ValueError, match="multiple"):
         _craft(tmp_path, tiny_teacher, t, config_lib.CraftConfig(lr=0.1, batch_size=3))
+
+
+def test_a_diverging_shard_is_not_written_and_earlier_shards_stay(tiny_teacher, tmp_path,
+                                                                  monkeypatch):
+    t, config = small_craft(tiny_teacher, 40)  # 4 shards of 2 batches of 5
+    _craft(tmp_path / "straight", tiny_teacher, t, config)
+    _poison_batch(monkeypatch, 5)  # in shard 2 (batches 4, 5)
+    with pytest.raises(impressions.CraftingDiverged,
+                       match=r"shard 3/4 \(impressions 20-29, not written\): crafting "
+                             r"diverged by step 4 of 4: .*crafting batch 5 ") as e:
+        _craft(tmp_path / "d", tiny_teacher, t, config)
+    assert (e.value.shard, e.value.batch, e.value.step) == (2, 5, 4)
+    manifest = store.read_manifest(tmp_path / "d")
+    assert sorted(manifest["shards"]) == ["0", "1"] and not manifest["complete"]
+    assert sorted(f for f in os.listdir(tmp_path / "d") if f.startswith("shard")) == [
+        "shard-00000.json", "shard-00000.npz", "shard-00001.json", "shard-00001.npz"]
+    monkeypatch.undo()
+    crafted_again = []
+    _craft(tmp_path / "d", tiny_teacher, t, config,
+           on_shard=lambda i, c, r: crafted_again.append(i))
+    assert crafted_again == [2, 3]  # resumed from the shards before the bad one
+    a, b = store.load(tmp_path / "straight"), store.load(tmp_path / "d")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

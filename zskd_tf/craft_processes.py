@@ -9,7 +9,9 @@ processes, not Python threads.
 Each process runs ``scheduling.craft_transfer_set`` as one worker of ``(index, count)``:
 worker w crafts the shards s with s % count == w, exactly as hosts sharing a directory
 do, so the set, its resume and its manifest are those of a single-process run. The
-teacher is passed as a saved ``.keras`` file; the processes stop if this one dies.
+teacher is passed as a saved ``.keras`` file; the processes stop if this one dies. A
+worker that fails logs its traceback to stderr and leaves its exception's message for
+this process, whose error quotes it (e.g. which shard, batch and step diverged).
 
     python -m zskd_tf.craft_processes SPEC_JSON INDEX COUNT THREADS   # one worker (internal)
 """
@@ -29,6 +31,7 @@ from zskd_tf import io_utils
 SPEC = "spec.json"
 INPUTS = "inputs.npz"
 TEACHER = "teacher.keras"
+ERROR = "error-{}.txt"  # a failed worker's exception, for the parent's error message
 POLL_SECONDS = 0.5
 # Images each process crafts together by default, per teacher architecture: the fastest
 # settings measured on a 2-core CPU (benchmarks/results/craft_throughput_run3_*.json,
@@ -89,6 +92,9 @@ def craft(directory, teacher, targets, config, *, seed, parallel_batches, proces
         "directory": os.path.abspath(directory), "config": vars(config), "seed": int(seed),
         "parallel_batches": int(parallel_batches), "settings": settings or {},
         "teacher_sha256": store.teacher_fingerprint(teacher)})
+    for p in range(processes):  # from an earlier failed run
+        if os.path.exists(os.path.join(work, ERROR.format(host * processes + p))):
+            os.remove(os.path.join(work, ERROR.format(host * processes + p)))
     children = [_spawn(os.path.join(work, SPEC), host * processes + p, hosts * processes,
                        threads) for p in range(processes)]
     seen = set()
@@ -101,7 +107,7 @@ def craft(directory, teacher, targets, config, *, seed, parallel_batches, proces
             if failed:
                 p, code = failed[0]
                 raise RuntimeError(f"crafting process {p} of {processes} failed with exit "
-                                   f"code {code} (its log is above)")
+                                   f"code {code}{_child_error(work, host * processes + p)}")
             if all(c == 0 for c in codes):
                 break
             time.sleep(POLL_SECONDS)
@@ -114,6 +120,15 @@ def craft(directory, teacher, targets, config, *, seed, parallel_batches, proces
     _report_new_shards(directory, seen, on_shard)
     shutil.rmtree(work, ignore_errors=True)
     return store.read_manifest(directory)
+
+
+def _child_error(work, index):
+    """``: <the worker's exception> (...)``, as the worker recorded it, and where its log is."""
+    path = os.path.join(work, ERROR.format(index))
+    if not os.path.exists(path):
+        return " (its log is above, on stderr)"
+    with open(path) as f:
+        return f": {f.read().strip()} (its log and traceback are above, on stderr)"
 
 
 def _spawn(spec, index, count, threads):
@@ -172,7 +187,12 @@ def main(argv):
     flags.FLAGS.mark_as_parsed()  # no absl flags here; silences "logging before flag parsing"
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
-    _work(spec_path, int(index), int(count), int(threads))
+    try:
+        _work(spec_path, int(index), int(count), int(threads))
+    except Exception as e:  # the traceback still goes to stderr; the parent quotes this
+        io_utils.write_text(os.path.join(os.path.dirname(spec_path), ERROR.format(index)),
+                            f"{type(e).__name__}: {e}")
+        raise
 
 
 if __name__ == "__main__":

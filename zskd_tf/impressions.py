@@ -33,6 +33,20 @@ from absl import logging
 
 from zskd_tf import hardware, models, paper, teachers
 
+
+class CraftingDiverged(RuntimeError):
+    """Crafting produced a non-finite loss or image (the optimisation blew up).
+
+    ``batch``: global index of the crafting batch of the first bad image (None if no
+    single image is to blame); ``step``: the step by which it was seen; ``shard``: set by
+    ``scheduling.craft_transfer_set`` (None from a bare ``Crafter``).
+    """
+
+    def __init__(self, message, batch=None, step=None, shard=None):
+        super().__init__(message)
+        self.batch, self.step, self.shard = batch, step, shard
+
+
 @dataclasses.dataclass
 class Crafted:
     images: np.ndarray       # (n, H, W, C) float32
@@ -106,10 +120,33 @@ class Crafter:
         return logits, ce
 
     def _steps(self, num_steps, use_stop):
+        """``num_steps`` steps; returns the mean loss, NaN if any image is not finite (one
+        reduction per call, read with the loss: the steps themselves never wait on it)."""
         for _ in tf.range(num_steps):
             self._step(use_stop)
         _, ce = self._loss_terms(self.x)
-        return tf.reduce_mean(ce)
+        finite = tf.reduce_all(tf.math.is_finite(self.x))
+        return tf.where(finite, tf.reduce_mean(ce), float("nan"))
+
+    def _diverged(self, batch_indices, step, ce=None):
+        """The CraftingDiverged error for the current state: it names the crafting batch of
+        the first image whose pixels or loss are not finite."""
+        c = self.config
+        if ce is None:
+            _, ce = self._loss_terms(self.x)
+        n = int(self.x.shape[0])
+        bad_pixels = ~tf.reduce_all(tf.math.is_finite(tf.reshape(self.x, (n, -1))), axis=1)
+        bad = np.flatnonzero(bad_pixels.numpy() | ~np.isfinite(np.asarray(ce)))
+        batch = int(batch_indices[int(bad[0]) // c.batch_size]) if len(bad) else None
+        where = (f"crafting batch {batch} ({len(bad)} bad images in all)" if batch is not None
+                 else "the mean loss")
+        advice = f"lower --craft_lr (now {c.lr:g})"
+        if c.pixel in ("none", "clip_end"):
+            advice += f" or bound the pixels with --pixel=minmax or clip (now {c.pixel})"
+        return CraftingDiverged(
+            f"crafting diverged by step {step} of {c.iterations}: non-finite loss or pixels "
+            f"in {where}; {advice}, or check that the teacher's logits stay finite",
+            batch=batch, step=step)
 
     def _step(self, use_stop):
         """One Adam step of every image, then the pixel handling."""
@@ -187,6 +224,8 @@ class Crafter:
             chunk = min(self.progress_every, c.iterations - done)
             mean_loss = float(self._step_fn(tf.constant(chunk), use_stop))
             done += chunk
+            if not np.isfinite(mean_loss):
+                raise self._diverged(batch_indices, done)
             elapsed = time.perf_counter() - start
             rate = n * done / elapsed
             logging.info("%scraft step %d/%d  loss %.4f  %.0f image-steps/s  ETA %.0fs",
@@ -197,6 +236,8 @@ class Crafter:
         if c.pixel == "clip_end":
             self.x.assign(tf.clip_by_value(self.x, 0.0, 1.0))
         logits, ce = self._loss_terms(self.x, exact=True)
+        if not np.isfinite(ce.numpy()).all():  # the float32 teacher, if crafting was not
+            raise self._diverged(batch_indices, done, ce.numpy())
         images = self.fast.from_internal(self.x) if self.fast else self.x
         return Crafted(images=images.numpy().copy(),
                        soft_labels=tf.nn.softmax(logits).numpy(),

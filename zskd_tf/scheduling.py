@@ -93,10 +93,16 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
     def craft_shard(i, crafter):
         lo, hi = store.shard_range(manifest, i)
         started, start = time.time(), time.perf_counter()
-        crafted = crafter.craft(
-            targets.targets[lo:hi], range(lo // b, hi // b), seed,
-            thresholds=None if thresholds is None else thresholds[lo:hi],
-            log_prefix=f"shard {i + 1}/{num_shards}: ")
+        try:
+            crafted = crafter.craft(
+                targets.targets[lo:hi], range(lo // b, hi // b), seed,
+                thresholds=None if thresholds is None else thresholds[lo:hi],
+                log_prefix=f"shard {i + 1}/{num_shards}: ")
+        except impressions.CraftingDiverged as e:  # nothing of this shard is written
+            raise impressions.CraftingDiverged(
+                f"shard {i + 1}/{num_shards} (impressions {lo}-{hi - 1}, not written): {e}. "
+                f"Shards finished before it stay in {directory}; other settings need "
+                "another directory", batch=e.batch, step=e.step, shard=i) from e
         seconds = time.perf_counter() - start
         record = store.write_shard(directory, i, {
             "images": crafted.images, "targets": targets.targets[lo:hi],
