@@ -188,6 +188,31 @@ def start_run(workdir, host=0):
         reject(str(e))
 
 
+def load_teacher(path, data):
+    """The teacher model at ``path``, checked against ``data`` (its image shape and
+    classes: ``zskd_tf.teachers.checks``); ends the binary with one line naming
+    --teacher if it is no Keras model file or cannot be this run's teacher."""
+    from zskd_tf import models
+    from zskd_tf.teachers import checks
+    try:
+        teacher = models.load(path)
+    except (FileNotFoundError, models.ModelFileError) as e:
+        reject(f"--teacher: {e}")
+    try:
+        checks.check(teacher, data.image_shape, data.num_classes)
+    except checks.TeacherError as e:
+        reject(f"--teacher: {path}: {e}")
+    return teacher
+
+
+def check_teacher(path, data):
+    """``load_teacher``'s checks, for a binary that loads the teacher later: call it before
+    the workdir is touched. Nothing when there is no file at ``path`` (the binary trains
+    a teacher)."""
+    if os.path.exists(path):
+        load_teacher(path, data)
+
+
 def write_config(workdir):
     """Takes the workdir (``start_run``), then records the command and flags in
     ``config.json``: call it once the checks that can reject the run have passed, so a

@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 
 from experiments import common
+from zskd_tf import io_utils
 from zskd_tf import paper
 from zskd_tf import records
 
@@ -43,6 +44,16 @@ flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 
 flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
 flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
                          "--teacher must name an existing .keras file")
+
+
+def _keras_file(path):
+    problem = path and os.path.isfile(path) and io_utils.keras_file_problem(path)
+    if problem:
+        raise flags.ValidationError(f"{path} is not a Keras .keras model file: {problem}")
+    return True
+
+
+flags.register_validator("teacher", _keras_file)
 
 
 def main(argv):

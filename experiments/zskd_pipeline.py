@@ -50,15 +50,16 @@ def main(dataset):
         distribute.split_cpu(FLAGS.cpu_devices)
     strategy = distribute.get_strategy(FLAGS.strategy)
     workdir = FLAGS.workdir
+    data = data_lib.load(dataset, FLAGS.data_dir)
+    teacher_path = (config.teacher if given.layered()[1]["teacher"] == "given"
+                    else os.path.join(REPO, config.teacher))
+    common.check_teacher(teacher_path, data)  # before the workdir is touched
     common.start_run(workdir, host=distribute.worker()[0] if FLAGS.strategy == "multi_worker"
                      else 0)
     common.write_config(workdir)
-    data = data_lib.load(dataset, FLAGS.data_dir)
     # Models live under the strategy (crafting copies the teacher per device); with
     # several hosts only crafting is shared and the chief distils alone, outside it.
     scope = contextlib.nullcontext() if FLAGS.strategy == "multi_worker" else strategy.scope()
-    teacher_path = (config.teacher if given.layered()[1]["teacher"] == "given"
-                    else os.path.join(REPO, config.teacher))
     with scope:
         teacher, teacher_source, student = _models(dataset, data, teacher_path)
     result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),

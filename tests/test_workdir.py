@@ -114,3 +114,12 @@ def test_workdir_that_is_a_file_is_rejected_before_any_work(module, inside, tmp_
 def test_student_kd_rejects_bad_numbers_before_any_work(tmp_path, args, flag):
     assert_rejected_before_any_work("experiments.student_kd", tmp_path, args, flag)
 
+
+def test_student_kd_rejects_a_non_keras_teacher_before_any_work(tmp_path):
+    teacher = tmp_path / "teacher.keras"
+    teacher.write_text("not a model\n")
+    assert_rejected_before_any_work("experiments.student_kd", tmp_path,
+                                    [f"--teacher={teacher}"], "--teacher")
+    proc = run_module("experiments.student_kd", f"--workdir={tmp_path / 'w'}",
+                      f"--teacher={teacher}")
+    assert "is not a Keras .keras model file" in proc.stderr

@@ -1,10 +1,11 @@
 """Atomic writes (a kill or an error never leaves a half-written file under the final
-name) and the one-run-per-workdir lock."""
+name), the one-run-per-workdir lock, and a cheap look at a Keras model file."""
 import errno
 import fcntl
 import json
 import os
 import tempfile
+import zipfile
 
 
 def _tmp_name(path, suffix=""):
@@ -101,3 +102,35 @@ def lock_workdir(workdir, name=LOCK_NAME):
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _HELD[key] = fd
 
+
+def keras_file_problem(path):
+    """Why ``path`` is not a ``.keras`` model file Keras could load, in a few words; None
+    when it looks like one (a zip archive with a JSON config.json, every member intact).
+    Cheap: reads the file, imports no Keras. A legacy ``.h5``/``.hdf5`` file or a
+    directory is left to Keras. Raises FileNotFoundError for a missing path."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no model file at {path}")
+    if os.path.isdir(path) or path.endswith((".h5", ".hdf5")):
+        return None
+    if not zipfile.is_zipfile(path):
+        return "not a zip archive (a .keras file is one), perhaps truncated"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            if bad is not None:
+                return f"archive member {bad} is corrupt"
+            if "config.json" not in archive.namelist():
+                return "the archive has no config.json"
+            json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        return f"unreadable archive ({short_reason(e)})"
+    if not path.endswith(".keras"):
+        return "its name does not end in .keras (Keras reads a model archive only by that name)"
+    return None
+
+
+def short_reason(error, limit=200):
+    """The first line of ``error``'s message, at most ``limit`` characters."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= limit else text[:limit - 3] + "..."

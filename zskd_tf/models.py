@@ -172,6 +172,21 @@ def with_dtype_policy(model, policy):
     return copy
 
 
+class ModelFileError(ValueError):
+    """A file that exists is not a Keras model file this package can load."""
+
+
 def load(path):
-    """Loads a ``.keras`` model saved from this package (custom layers registered)."""
-    return keras.models.load_model(path, compile=False)
+    """Loads a ``.keras`` model saved from this package (custom layers registered).
+
+    Raises FileNotFoundError for a missing file and ModelFileError, one line naming the
+    file and why, for one that is not a Keras model (Keras' own error calls a corrupt
+    file "not found")."""
+    from zskd_tf import io_utils
+    problem = io_utils.keras_file_problem(path)
+    if problem is None:
+        try:
+            return keras.models.load_model(path, compile=False)
+        except Exception as e:  # whatever Keras fails on, the file is no model it reads
+            problem = io_utils.short_reason(e)
+    raise ModelFileError(f"{path} is not a Keras .keras model file: {problem}")

@@ -150,6 +150,8 @@ def run(teacher, student, workdir, config, test=None, strategy=None):
     epoch's; no stage selects anything on the test set. strategy: an optional
     ``tf.distribute`` strategy under whose scope teacher and student were built.
     """
+    from zskd_tf.teachers import checks  # the teacher must match the student: before any work
+    checks.check(teacher, student.input_shape[1:], student.output_shape[-1])
     config = config.validate().resolved()
     os.makedirs(workdir, exist_ok=True)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tb", "craft"))
