@@ -77,6 +77,15 @@ def craft(directory, teacher, targets, config, *, seed, parallel_batches, proces
             thresholds=thresholds, settings=settings, worker=worker)
     threads = threads or threads_per_process(processes)
     host, hosts = worker
+    if manifest is not None:  # this host's damaged shards: warned about and deleted here,
+        # so that the processes craft them as missing ones, reported as new
+        redo = store.unfinished_shards(directory, manifest, [
+            s for s in range(store.shard_count(manifest))
+            if s % (hosts * processes) // processes == host])
+        if host == 0 and any(str(s) in manifest["shards"] for s in redo):
+            for s in redo:
+                manifest["shards"].pop(str(s), None)
+            store.write_manifest(directory, manifest)
     work = os.path.join(directory, f".processes-{host}")
     os.makedirs(work, exist_ok=True)
     try:

@@ -87,7 +87,15 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
         logging.info("using the manifest's shard size %d (%d batches) rather than %d batches",
                      manifest["shard_size"], manifest["shard_size"] // b, parallel_batches)
     num_shards = store.shard_count(manifest)
-    todo = store.missing_shards(directory, manifest, range(index, num_shards, count))
+    # missing, and finished but damaged or swapped (those are deleted, with a warning)
+    todo = store.unfinished_shards(directory, manifest, range(index, num_shards, count))
+    if index == 0 and todo and (manifest.get("complete") or
+                                any(str(i) in manifest["shards"] for i in todo)):
+        for i in todo:
+            manifest["shards"].pop(str(i), None)
+        manifest["complete"] = False
+        store.write_manifest(directory, manifest)
+    written = {}  # shard -> the SHA-256 this worker recorded for it
     lock = threading.Lock()
 
     def craft_shard(i, crafter):
@@ -113,6 +121,7 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
             "finished": started + seconds, "mean_loss": float(crafted.loss.mean()),
             "image_steps_per_second": float(crafted.steps.sum() / seconds)})
         with lock:
+            written[i] = record["sha256"]
             if index == 0:
                 manifest["shards"][str(i)] = record
                 store.write_manifest(directory, manifest)
@@ -133,7 +142,7 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
                            for i, c in zip(todo[r:r + len(crafters)], crafters)]
                 for f in futures:
                     f.result()
-    return _finish(directory, manifest, index, poll_seconds)
+    return _finish(directory, manifest, worker, poll_seconds, written)
 
 
 def _teacher_on(teacher, device):
@@ -146,17 +155,33 @@ def _teacher_on(teacher, device):
     return copy
 
 
-def _finish(directory, manifest, index, poll_seconds):
-    """Waits for every worker's shards; worker 0 then marks the manifest complete."""
+def _finish(directory, manifest, worker, poll_seconds, written):
+    """Waits for every worker's shards; worker 0 then checks the other workers' shards
+    once (hashes, as a resume does: a damaged one is waiting for its worker to recraft it)
+    and marks the manifest complete. The others wait for that manifest, holding the
+    shards they wrote."""
+    index, count = worker
+    unchecked = [i for i in range(store.shard_count(manifest)) if i % count != index]
+    reported = set()
     while True:
         missing = store.missing_shards(directory, manifest)
+        if not missing and index == 0:  # no hashing while shards are still missing
+            problems = {i: store.shard_problem(directory, manifest, i) for i in unchecked}
+            unchecked = [i for i, problem in problems.items() if problem is not None]
+            for i in unchecked:
+                if i not in reported:
+                    logging.warning("shard %d %s: waiting for worker %d to craft it again",
+                                    i, problems[i], i % count)
+                    reported.add(i)
+            missing = unchecked
         if not missing:
             break
         logging.info("waiting for %d shards from other workers", len(missing))
         time.sleep(poll_seconds)
     if index == 0:
         manifest = store.mark_complete(directory, manifest)
-    while not manifest.get("complete"):
+    while not (manifest.get("complete") and all(
+            manifest["shards"].get(str(i), {}).get("sha256") == h for i, h in written.items())):
         time.sleep(poll_seconds)
         manifest = store.read_manifest(directory)
     return manifest
