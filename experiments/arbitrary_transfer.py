@@ -40,6 +40,9 @@ common.define_config_flags(only=(
     "temperature", "eval_every", "seed"), defaults={
     "student_epochs": 200, "augment": False, "finetune_epochs": 100})
 common.define_common_flags(seed=False)
+flags.DEFINE_enum("restart_from", None, list(records.STUDENT_STAGES),
+                  "Redo this stage of the workdir and the later one (a rerun whose settings "
+                  "differ from a finished or started stage's stops instead).")
 for _name in ("num_samples", "noise_pool"):
     flags.register_validator(_name, lambda v: v is not None and v >= 1,
                              f"--{_name} must be >= 1")
@@ -73,9 +76,9 @@ def main(argv):
     if FLAGS.transfer == FLAGS.dataset:
         logging.warning("--transfer is the teacher's own data set: a reference, not data-free")
     workdir = FLAGS.workdir
-    common.write_config(workdir)
     data = data_lib.load(FLAGS.dataset, FLAGS.data_dir)
-    teacher = models.load(teacher_path)
+    teacher = common.load_teacher(teacher_path, data)
+    common.write_config(workdir)
     images = arbitrary.pool(FLAGS.transfer, data.image_shape, FLAGS.data_dir,
                             noise_size=FLAGS.noise_pool,
                             seed=seeding.derive(FLAGS.seed, "noise-pool"))
@@ -89,8 +92,9 @@ def main(argv):
                         config.temperature, class_names=list(data.class_names))
     seeding.seed_stage(FLAGS.seed, "student-init")
     student = models.get(setup.student, input_shape=data.image_shape)
-    result = arbitrary.run(teacher, student, transfer, workdir, config,
-                           test=(data.x_test, data.y_test))
+    with common.one_line_errors():
+        result = arbitrary.run(teacher, student, transfer, workdir, config,
+                               test=(data.x_test, data.y_test), restart_from=FLAGS.restart_from)
     summary = {"dataset": FLAGS.dataset, "transfer": FLAGS.transfer,
                "balance": FLAGS.balance, **records.summary(result, teacher_path)}
     common.write_results(workdir, summary)

@@ -1,4 +1,5 @@
 """Flags and bookkeeping shared by the experiment binaries."""
+import contextlib
 import dataclasses
 import os
 import platform
@@ -174,6 +175,18 @@ def flag_values():
 def reject(message):
     """Ends the binary with ``message`` as one line on stderr and exit status 1."""
     raise SystemExit(f"error: {message}")
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Ends the binary with one line for the faults a run detects itself (a stage on disk
+    made with other settings, a loss gone NaN): their messages say what to do."""
+    from zskd_tf import impressions, training
+    try:
+        yield
+    except (training.StageMismatch, training.TrainingDiverged,
+            impressions.CraftingDiverged) as e:
+        reject(str(e))
 
 
 def start_run(workdir, host=0):

@@ -66,9 +66,9 @@ def main(argv):
 
     setup = paper.SETUPS[FLAGS.dataset]
     teacher_path = common.existing_teacher(FLAGS.dataset, FLAGS.teacher)
-    common.write_config(FLAGS.workdir)
     data = data_lib.load(FLAGS.dataset, FLAGS.data_dir)
-    teacher = models.load(teacher_path)
+    teacher = common.load_teacher(teacher_path, data)
+    common.write_config(FLAGS.workdir)
     seed = seeding.seed_stage(FLAGS.seed, records.STUDENT_KD)
     student = models.get(setup.student, input_shape=data.image_shape)
     distiller = distill.Distiller(student, teacher, FLAGS.temperature, FLAGS.kd_lambda)

@@ -30,6 +30,9 @@ def define_flags(dataset):
                       "configured by TF_CONFIG). Crafting splits shards across replicas.")
     flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices "
                          "(to try --strategy=mirrored without GPUs).")
+    flags.DEFINE_enum("restart_from", None, list(records.ZSKD_STAGES),
+                      "Redo this stage of the workdir and every later one (a rerun whose "
+                      "settings differ from a finished or started stage's stops instead).")
     common.define_common_flags(seed=False)
     for name in ("teacher_epochs", "cpu_devices"):
         flags.register_validator(name, lambda v: v is not None and v >= 1,
@@ -62,8 +65,9 @@ def main(dataset):
     scope = contextlib.nullcontext() if FLAGS.strategy == "multi_worker" else strategy.scope()
     with scope:
         teacher, teacher_source, student = _models(dataset, data, teacher_path)
-    result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
-                      strategy=strategy)
+    with common.one_line_errors():
+        result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
+                          strategy=strategy, restart_from=FLAGS.restart_from)
     if records.STUDENT in result:  # a non-chief host only crafts
         _report(teacher_source, result, strategy, config, differences)
 

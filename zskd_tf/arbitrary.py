@@ -140,17 +140,19 @@ def save_grid(transfer, teacher, path, temperature, per_class=3, class_names=Non
     return report.save_figure(fig, path)
 
 
-def run(teacher, student, transfer, workdir, config, test=None):
+def run(teacher, student, transfer, workdir, config, test=None, restart_from=None):
     """Distils ``student`` from ``teacher`` on ``transfer`` (a TransferSet), then
     optionally fine-tunes on it with augmentation, as ``zskd.run`` does on impressions.
 
     config: a ``zskd.Config``; its student, augmentation and seed settings are used
     (its crafting settings are not). Resumes like ``zskd.run``. The reported accuracy is
     the final epoch's. Returns a results dict (also written to ``workdir/arbitrary.json``).
+    restart_from: a student stage to redo, with the later one (``zskd.restart``).
     """
-    config.validate()
-    config = config.resolved()
+    config = config.validate().resolved()
     os.makedirs(workdir, exist_ok=True)
+    if restart_from is not None:
+        zskd.restart(workdir, restart_from)
     results = {"config": dataclasses.asdict(config), "transfer_set": transfer.summary(),
                **zskd.distill_and_evaluate(teacher, student, transfer.images, workdir,
                                            config, test)}

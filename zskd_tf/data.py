@@ -99,13 +99,15 @@ def load(name, data_dir=None):
 
 
 def make_dataset(x, y=None, batch_size=512, shuffle=False, seed=None,
-                 drop_remainder=False, repeat=False):
+                 drop_remainder=False, repeat=False, skip=0):
     """Batched, prefetched tf.data.Dataset of (x, y) batches, or x batches if y is None.
 
     Shuffling draws a full permutation, fresh every epoch (reshuffle_each_iteration=True)
     and reproducible for a given ``seed``. ``repeat=True`` gives an endless stream: it
     repeats before batching, so each epoch is shuffled on its own and batches may span
-    two epochs. Examples are gathered by index, so no shuffle buffer copies the data.
+    two epochs. ``skip``: examples of that stream to pass over first, so a resumed run
+    continues exactly where the stream stood. Examples are gathered by index, so no
+    shuffle buffer copies the data.
     """
     x = tf.convert_to_tensor(x)
     n = x.shape[0]
@@ -120,6 +122,8 @@ def make_dataset(x, y=None, batch_size=512, shuffle=False, seed=None,
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    if skip:
+        ds = ds.skip(skip)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda idx: tf.nest.map_structure(lambda t: tf.gather(t, idx), tensors))
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -10,6 +10,8 @@ STUDENT = "student"                      # distillation on the transfer set
 STUDENT_AUGMENTED = "student_augmented"  # fine-tuning on it and its augmentations
 STUDENT_KD = "student_kd"                # Student-KD on real data (eq. 1)
 STUDENT_STAGES = (STUDENT, STUDENT_AUGMENTED)
+CRAFTING = "crafting"                    # transfer_set/ (and heldout_set/)
+ZSKD_STAGES = (CRAFTING, *STUDENT_STAGES)  # a ZSKD run's stages, in order
 
 # Keys of an evaluation.
 TEST_ACCURACY = "test_accuracy"

@@ -2,11 +2,18 @@
 
 ``fit`` wraps ``keras.Model.fit`` with what every run of this project wants: TensorBoard
 logs, a per-epoch CSV log (every metric, test accuracy included), epoch wall times,
-resume from the last finished epoch (``BackupAndRestore``) and a final ``.keras`` file
-written atomically. A stage whose final model already exists is not retrained.
+resume from the last finished epoch (``BackupAndRestore``: weights and optimiser state)
+and a final ``.keras`` file written atomically. A stage whose final model already exists
+is not retrained; one given more epochs than it ran continues from its last checkpoint.
+
+A stage records the settings that produce it (``settings``, e.g. learning rate, data and
+initial weights fingerprints) when it starts; a later run whose settings differ stops
+with ``StageMismatch`` naming them instead of silently reusing the old stage
+(``restart`` deletes a stage on purpose). Training stops with ``TrainingDiverged``, before
+that epoch is checkpointed or logged, when the loss is not finite.
 """
-import json
 import os
+import shutil
 import time
 
 import keras
@@ -24,6 +31,33 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class StageMismatch(ValueError):
+    """A stage on disk was made with other settings than the ones given now."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Raises ``TrainingDiverged`` at the end of an epoch whose mean loss is not finite.
+
+    It runs before the CSV log and the checkpoint, so neither records that epoch, and the
+    last checkpoint stays the last good epoch."""
+
+    def __init__(self, stage):
+        super().__init__()
+        self.stage = stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            raise TrainingDiverged(
+                f"stage {self.stage}: the training loss is {float(loss)} at epoch "
+                f"{epoch + 1}; nothing of that epoch was saved (the checkpoint holds epoch "
+                f"{epoch}). Lower the learning rate and rerun.")
 
 
 class HistoryCSV(keras.callbacks.Callback):
@@ -61,10 +95,46 @@ def stage_paths(workdir, stage):
     return {
         "model": os.path.join(workdir, f"{stage}.keras"),
         "summary": os.path.join(workdir, f"{stage}_summary.json"),
+        "settings": os.path.join(workdir, f"{stage}_settings.json"),
         "backup": os.path.join(workdir, "backup", stage),
         "csv": os.path.join(workdir, f"{stage}_history.csv"),
         "tb": os.path.join(workdir, "tb", stage),
     }
+
+
+def restart(workdir, stage):
+    """Deletes everything ``stage`` wrote in ``workdir``, so the next run redoes it."""
+    for path in stage_paths(workdir, stage).values():
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def checkpoint_epoch(workdir, stage):
+    """Epochs finished in the stage's last checkpoint (0 if there is none): where a
+    resumed ``fit`` starts."""
+    path = os.path.join(stage_paths(workdir, stage)["backup"], "training_metadata.json")
+    return int(io_utils.read_json(path)["epoch"]) if os.path.exists(path) else 0
+
+
+def check_settings(workdir, stage, settings, epochs):
+    """Records ``settings`` for ``stage`` or, if a run recorded others, raises
+    ``StageMismatch`` naming every difference. More epochs than a stage ran continue it;
+    fewer than its checkpoint holds are a mismatch."""
+    path = stage_paths(workdir, stage)["settings"]
+    if os.path.exists(path):
+        old = io_utils.read_json(path)
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        done = checkpoint_epoch(workdir, stage)
+        if epochs < done:
+            diff.append(f"epochs ({epochs} asked, {done} already run)")
+        if diff:
+            raise StageMismatch(
+                f"{workdir} holds stage {stage} made with other settings ({', '.join(diff)} "
+                f"differ); use another workdir, or redo it on purpose with "
+                f"--restart_from={stage} (zskd.run(restart_from=...))")
+    io_utils.write_json(path, settings)
 
 
 def read_history(csv_path):
@@ -101,31 +171,41 @@ def max_monitored_accuracy(workdir, stage):
 
 def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
         validation_freq=1, steps_per_epoch=None, verbose="auto", extra_callbacks=(),
-        export=None, monitors=()):
+        export=None, monitors=(), settings=None):
     """Trains a compiled model, resuming an interrupted run; returns a summary dict.
 
-    ``export`` is the model saved as ``WORKDIR/<stage>.keras`` at the end (default: the
-    trained model itself; a distiller exports its student). ``monitors`` are callbacks
-    that add entries to the epoch logs; they run before the CSV and TensorBoard logs are
-    written, so those record them. The summary holds the epochs
-    run, per-epoch wall times and the final logs. If the stage's final model exists
-    already, ``export`` gets its weights and no training happens.
+    ``train_data``: a dataset, or a function of the first epoch to run returning the
+    stream from that epoch on (so a resumed run sees the batches an uninterrupted one
+    would). ``export`` is the model saved as ``WORKDIR/<stage>.keras`` at the end
+    (default: the trained model itself; a distiller exports its student). ``monitors``
+    are callbacks that add entries to the epoch logs; they run before the CSV and
+    TensorBoard logs are written, so those record them. ``settings``: what produces this
+    stage (checked by ``check_settings``). The summary holds the epochs run, per-epoch
+    wall times and the final logs. If the stage's final model exists already for as many
+    epochs, ``export`` gets its weights and no training happens.
     """
     paths = stage_paths(workdir, stage)
     export = model if export is None else export
+    if settings is not None:
+        check_settings(workdir, stage, settings, epochs)
     if os.path.exists(paths["model"]) and os.path.exists(paths["summary"]):
-        saved = keras.models.load_model(paths["model"], compile=False)
-        export.set_weights(saved.get_weights())
-        with open(paths["summary"]) as f:
-            summary = json.load(f)
-        summary["reused"] = True
-        return summary
+        summary = io_utils.read_json(paths["summary"])
+        if summary["epochs"] >= epochs or not os.path.isdir(paths["backup"]):
+            saved = keras.models.load_model(paths["model"], compile=False)
+            export.set_weights(saved.get_weights())
+            summary["reused"] = True
+            return summary
     os.makedirs(paths["backup"], exist_ok=True)
+    if callable(train_data):
+        train_data = train_data(checkpoint_epoch(workdir, stage))
+    # The CSV row is written before the checkpoint: a kill between them redoes an epoch
+    # whose row is then replaced, never one whose row is missing.
     callbacks = [
         EpochTimer(),
         *monitors,
-        keras.callbacks.BackupAndRestore(paths["backup"], delete_checkpoint=False),
+        StopOnNonFinite(stage),
         HistoryCSV(paths["csv"]),
+        keras.callbacks.BackupAndRestore(paths["backup"], delete_checkpoint=False),
         keras.callbacks.TensorBoard(paths["tb"], histogram_freq=0, write_graph=False,
                                     profile_batch=0),
         *extra_callbacks,

@@ -10,11 +10,14 @@ With ``heldout_impressions`` > 0 a second, smaller set (``heldout_set/``) is cra
 its own targets and noise and monitored during training (``zskd_tf.heldout``).
 """
 import dataclasses
+import hashlib
 import os
+import shutil
 import time
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from zskd_tf import augment
 from zskd_tf import config as config_lib
@@ -37,6 +40,22 @@ Config = config_lib.Config  # the settings of a run (zskd_tf.config)
 
 # part -> (directory under the workdir, prefix of its seed streams)
 PARTS = {"transfer": ("transfer_set", ""), "heldout": ("heldout_set", "heldout-")}
+
+
+def restart(workdir, stage):
+    """Deletes ``stage`` and every later stage from ``workdir``: the next run redoes them."""
+    if stage not in records.ZSKD_STAGES:
+        raise ValueError(f"restart_from must be one of {', '.join(records.ZSKD_STAGES)}, "
+                         f"got {stage!r}")
+    logging.warning("restarting %s from stage %s: deleting it and every later stage",
+                    workdir, stage)
+    later = records.ZSKD_STAGES[records.ZSKD_STAGES.index(stage):]
+    for name in later:
+        if name == records.CRAFTING:
+            for directory, _ in PARTS.values():
+                shutil.rmtree(os.path.join(workdir, directory), ignore_errors=True)
+        else:
+            training.restart(workdir, name)
 
 
 def craft(teacher, workdir, config, tb_writer=None, strategy=None, part="transfer"):
@@ -89,17 +108,33 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
     stage = records.STUDENT_AUGMENTED if augmented else records.STUDENT
     seed = seeding.seed_stage(config.seed, stage)
     steps = -(-len(x) // config.batch_size)
-    ds = data_lib.make_dataset(x, batch_size=config.batch_size, shuffle=True, seed=seed,
-                               repeat=True)
-    if augmented:
-        ds = ds.enumerate().map(
-            lambda i, batch: augment.augment_batch(
-                batch, tf.stack([tf.constant(seed, tf.int64), i]), prob=config.augment_prob),
-            num_parallel_calls=tf.data.AUTOTUNE)
+    lr = config.finetune_lr if augmented else config.student_lr
+    # what makes this stage (a rerun that differs stops: training.check_settings)
+    settings = {"teacher_sha256": store.teacher_fingerprint(teacher),
+                "images_sha256": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest(),
+                "lr": lr, "batch_size": config.batch_size, "temperature": config.temperature,
+                "seed": config.seed}
+    if augmented:  # it starts from the student stage's result
+        settings.update(augment_prob=config.augment_prob,
+                        student_epochs=config.student_epochs, student_lr=config.student_lr)
+
+    def batches_from(epoch):
+        """The stage's batch stream from ``epoch`` on (shuffle and augmentation streams
+        continue where an uninterrupted run would be)."""
+        first = epoch * steps
+        ds = data_lib.make_dataset(x, batch_size=config.batch_size, shuffle=True, seed=seed,
+                                   repeat=True, skip=first * config.batch_size)
+        if augmented:
+            ds = ds.enumerate(start=first).map(
+                lambda i, batch: augment.augment_batch(
+                    batch, tf.stack([tf.constant(seed, tf.int64), i]),
+                    prob=config.augment_prob),
+                num_parallel_calls=tf.data.AUTOTUNE)
+        return ds
+
     with (strategy or tf.distribute.get_strategy()).scope():
         distiller = distill.Distiller(student, teacher, temperature=config.temperature)
-        distill.compile_distiller(distiller,
-                                  config.finetune_lr if augmented else config.student_lr)
+        distill.compile_distiller(distiller, lr)
         distiller(x[:1])  # build before BackupAndRestore restores
     val = None
     if test is not None and config.eval_every:
@@ -111,10 +146,10 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
             student, teacher, heldout, temperature=config.temperature,
             seed=seeding.derive(config.seed, "heldout-augment"),
             every=config.eval_every or 10, epochs=epochs),)
-    return training.fit(distiller, ds, epochs=epochs, workdir=workdir, stage=stage,
+    return training.fit(distiller, batches_from, epochs=epochs, workdir=workdir, stage=stage,
                         validation_data=val, validation_freq=max(1, config.eval_every),
                         steps_per_epoch=steps, export=student, verbose=2,
-                        monitors=monitors)
+                        monitors=monitors, settings=settings)
 
 
 def distill_and_evaluate(teacher, student, x, workdir, config, test=None, strategy=None,
@@ -143,17 +178,21 @@ def distill_and_evaluate(teacher, student, x, workdir, config, test=None, strate
     return results
 
 
-def run(teacher, student, workdir, config, test=None, strategy=None):
+def run(teacher, student, workdir, config, test=None, strategy=None, restart_from=None):
     """Runs every stage; returns a results dict (also written to ``workdir/zskd.json``).
 
     test: optional (x_test, y_test) for evaluation. The reported accuracy is the final
     epoch's; no stage selects anything on the test set. strategy: an optional
     ``tf.distribute`` strategy under whose scope teacher and student were built.
+    restart_from: one of ``records.ZSKD_STAGES``: redo that stage and the later ones (a stage found
+    made with other settings otherwise stops the run).
     """
     from zskd_tf.teachers import checks  # the teacher must match the student: before any work
     checks.check(teacher, student.input_shape[1:], student.output_shape[-1])
     config = config.validate().resolved()
     os.makedirs(workdir, exist_ok=True)
+    if restart_from is not None:
+        restart(workdir, restart_from)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tb", "craft"))
     sim, crafting = craft(teacher, workdir, config, tb_writer=writer, strategy=strategy)
     if config.heldout_impressions:
