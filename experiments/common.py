@@ -181,11 +181,11 @@ def reject(message):
 def one_line_errors():
     """Ends the binary with one line for the faults a run detects itself (a stage on disk
     made with other settings, a loss gone NaN): their messages say what to do."""
-    from zskd_tf import impressions, training
+    from zskd_tf import craft_processes, impressions, store, training
     try:
         yield
-    except (training.StageMismatch, training.TrainingDiverged,
-            impressions.CraftingDiverged) as e:
+    except (training.StageMismatch, store.SettingsMismatch, training.TrainingDiverged,
+            impressions.CraftingDiverged, craft_processes.ProcessFailed) as e:
         reject(str(e))
 
 

@@ -163,3 +163,7 @@ def test_binary_stops_on_changed_settings_in_one_line_and_restarts_on_request(
     results = json.loads((workdir / "results.json").read_text())
     assert results["config"]["student_lr"] == 0.5 and not results["student"]["reused"]
     assert (workdir / "config.json").read_bytes() != config
+    proc = run_module("experiments.mnist_zskd", *args, "--student_lr=0.5", "--craft_lr=0.7")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert last.startswith("error:") and "craft" in last and "--restart_from=crafting" in last

@@ -39,6 +39,10 @@ POLL_SECONDS = 0.5
 IMAGES_AT_ONCE = {"lenet5": 1000, "alexnet": 100}
 
 
+class ProcessFailed(RuntimeError):
+    """A crafting process ended with an error; the message quotes it."""
+
+
 def default_processes():
     """Processes for crafting on this host: 1 with a GPU, else up to 2 (one per core)."""
     import tensorflow as tf
@@ -115,8 +119,8 @@ def craft(directory, teacher, targets, config, *, seed, parallel_batches, proces
             failed = [(p, c) for p, c in enumerate(codes) if c not in (None, 0)]
             if failed:
                 p, code = failed[0]
-                raise RuntimeError(f"crafting process {p} of {processes} failed with exit "
-                                   f"code {code}{_child_error(work, host * processes + p)}")
+                raise ProcessFailed(f"crafting process {p} of {processes} failed with exit "
+                                    f"code {code}{_child_error(work, host * processes + p)}")
             if all(c == 0 for c in codes):
                 break
             time.sleep(POLL_SECONDS)

@@ -110,7 +110,8 @@ def craft_transfer_set(directory, teacher, targets, config, *, seed, parallel_ba
             raise impressions.CraftingDiverged(
                 f"shard {i + 1}/{num_shards} (impressions {lo}-{hi - 1}, not written): {e}. "
                 f"Shards finished before it stay in {directory}; other settings need "
-                "another directory", batch=e.batch, step=e.step, shard=i) from e
+                "another workdir or --restart_from=crafting",
+                batch=e.batch, step=e.step, shard=i) from e
         seconds = time.perf_counter() - start
         record = store.write_shard(directory, i, {
             "images": crafted.images, "targets": targets.targets[lo:hi],

@@ -88,15 +88,20 @@ def create(directory, settings, shard_size, targets):
     return manifest
 
 
+class SettingsMismatch(ValueError):
+    """A transfer set on disk was made with other settings than the ones given now."""
+
+
 def check_settings(manifest, settings, directory):
-    """ValueError naming every setting in which ``settings`` differ from the manifest's
-    (options added since a manifest was written count at their defaults)."""
+    """SettingsMismatch naming every setting in which ``settings`` differ from the
+    manifest's (options added since a manifest was written count at their defaults)."""
     old = _with_craft_defaults(manifest["settings"])
     diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
     if diff:
-        raise ValueError(
+        raise SettingsMismatch(
             f"{directory} holds a transfer set made with different settings ({', '.join(diff)} "
-            "differ); use another directory or delete it to start over")
+            "differ); use another workdir, or redo it on purpose with --restart_from=crafting "
+            "(zskd.run(restart_from=...)), or delete it")
 
 
 def write_shard(directory, i, arrays, record):
