@@ -43,7 +43,7 @@ def test_a_failing_process_is_reported(tiny_teacher, tmp_path):
                                  parallel_batches=2, on_shard=_interrupt_first)
     other = config_lib.CraftConfig(lr=0.5, batch_size=5, iterations=4)
     with pytest.raises(RuntimeError, match="crafting process [01] of 2 failed with exit code 1: "
-                                           "ValueError: .*different settings"):
+                                           "SettingsMismatch: .*different settings"):
         craft_processes.craft(str(tmp_path), tiny_teacher, t, other, seed=11,
                               parallel_batches=2, processes=2, threads=1)
 
