@@ -44,6 +44,15 @@ def write_blob_mnist(directory, n_train, n_test):
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def tiny_binary_run(tmp_path, teacher, n_train=100, n_test=100):
+    """Blob MNIST and ``teacher`` saved under ``tmp_path`` for a binary: (its workdir,
+    [--data_dir, --teacher flags])."""
+    write_blob_mnist(tmp_path, n_train, n_test)
+    path = tmp_path / "teacher.keras"
+    teacher.save(path)
+    return tmp_path / "w", [f"--data_dir={tmp_path}", f"--teacher={path}"]
+
+
 def run_module(module, *args, timeout=300):
     """``python -m module args`` from the repository root, without $ZSKD_DATA_DIR (so
     data comes only from the flags); returns the CompletedProcess."""

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import assert_rejected_before_any_work, blob_images, run_module, write_blob_mnist
+from conftest import (assert_rejected_before_any_work, blob_images, run_module, tiny_binary_run,
+                      write_blob_mnist)
 from zskd_tf import arbitrary
 from zskd_tf import models
 from zskd_tf import zskd
@@ -150,13 +151,10 @@ def test_a_missing_pretrained_teacher_asks_for_teacher(tmp_path, monkeypatch):
 
 
 def test_binary_runs_end_to_end_on_noise(tmp_path, tiny_teacher):
-    write_blob_mnist(tmp_path, 20, 100)
-    teacher = tmp_path / "teacher.keras"
-    tiny_teacher.save(teacher)
-    workdir = tmp_path / "w"
-    proc = _run_binary(f"--workdir={workdir}", f"--data_dir={tmp_path}", f"--teacher={teacher}",
-                       "--transfer=uniform_noise", "--num_samples=60", "--noise_pool=500",
-                       "--student_epochs=2", "--batch_size=20", "--eval_every=1")
+    workdir, data_and_teacher = tiny_binary_run(tmp_path, tiny_teacher, n_train=20)
+    proc = _run_binary(f"--workdir={workdir}", *data_and_teacher, "--transfer=uniform_noise",
+                       "--num_samples=60", "--noise_pool=500", "--student_epochs=2",
+                       "--batch_size=20", "--eval_every=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((workdir / "results.json").read_text())
     assert results["command"].startswith("python -m experiments.arbitrary_transfer")

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import assert_rejected_before_any_work, run_module, write_blob_mnist
+from conftest import run_module, tiny_binary_run
 from zskd_tf import config
 from zskd_tf import presets
 
@@ -84,23 +84,9 @@ def test_every_setting_but_the_data_set_is_a_flag():
     assert "[paper: uniform; reproduce: normal]" in " ".join(proc.stdout.split())
 
 
-@pytest.mark.parametrize("args, flag", [
-    (["--craft_lr=inf"], "--craft_lr"), (["--image_l2=inf"], "--image_l2"),
-    (["--temperature=inf"], "--temperature"), (["--student_lr=nan"], "--student_lr"),
-    (["--num_impressions=1000000000000"], "--num_impressions"),
-    (["--heldout_impressions=15"], "--heldout_impressions"),
-])
-def test_binary_rejects_non_finite_and_out_of_range_flags(tmp_path, args, flag):
-    assert_rejected_before_any_work("experiments.mnist_zskd", tmp_path, args, flag)
-
-
 def test_binary_records_and_logs_its_preset(tmp_path, tiny_teacher):
-    write_blob_mnist(tmp_path, 100, 100)
-    teacher = tmp_path / "teacher.keras"
-    tiny_teacher.save(teacher)
-    workdir = tmp_path / "w"
-    proc = run_module("experiments.mnist_zskd", f"--workdir={workdir}",
-                      f"--data_dir={tmp_path}", f"--teacher={teacher}",
+    workdir, data_and_teacher = tiny_binary_run(tmp_path, tiny_teacher)
+    proc = run_module("experiments.mnist_zskd", f"--workdir={workdir}", *data_and_teacher,
                       "--num_impressions=40", "--craft_iterations=3", "--craft_batch_size=10",
                       "--parallel_batches=2", "--student_epochs=1", "--finetune_epochs=1",
                       "--batch_size=20", "--pixel=minmax", "--craft_processes=1")

@@ -55,7 +55,8 @@ def test_result_does_not_depend_on_parallelism(tiny_teacher, iterations, fast):
     config = config_lib.CraftConfig(lr=lr, batch_size=5, iterations=iterations)
     crafter = impressions.Crafter(tiny_teacher, config, fast=fast)
     together = crafter.craft(y, range(8), seed=3)
-    pairs = [crafter.craft(y[i:i + 10], range(i // 5, i // 5 + 2), seed=3) for i in range(0, 40, 10)]
+    pairs = [crafter.craft(y[i:i + 10], range(i // 5, i // 5 + 2), seed=3)
+             for i in range(0, 40, 10)]
     alone = crafter.craft(y[15:20], [3], seed=3)
     pair_images = np.concatenate([p.images for p in pairs])
     pair_loss = np.concatenate([p.loss for p in pairs])

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import Interrupt, run_module, write_blob_mnist
+from conftest import Interrupt, run_module, tiny_binary_run
 from zskd_tf import config as config_lib
 from zskd_tf import models
 from zskd_tf import training
@@ -142,14 +142,11 @@ def test_a_non_finite_loss_stops_training_before_it_is_saved(tiny_teacher, tmp_p
 
 def test_binary_stops_on_changed_settings_in_one_line_and_restarts_on_request(
         tmp_path, tiny_teacher):
-    write_blob_mnist(tmp_path, 100, 100)
-    teacher = tmp_path / "teacher.keras"
-    tiny_teacher.save(teacher)
-    workdir = tmp_path / "w"
-    args = [f"--workdir={workdir}", f"--data_dir={tmp_path}", f"--teacher={teacher}",
-            "--num_impressions=40", "--craft_iterations=3", "--craft_batch_size=10",
-            "--parallel_batches=2", "--craft_processes=1", "--student_epochs=2",
-            "--finetune_epochs=1", "--batch_size=20", "--eval_every=0"]
+    workdir, data_and_teacher = tiny_binary_run(tmp_path, tiny_teacher)
+    args = [f"--workdir={workdir}", *data_and_teacher, "--num_impressions=40",
+            "--craft_iterations=3", "--craft_batch_size=10", "--parallel_batches=2",
+            "--craft_processes=1", "--student_epochs=2", "--finetune_epochs=1",
+            "--batch_size=20", "--eval_every=0"]
     assert run_module("experiments.mnist_zskd", *args).returncode == 0
     config = (workdir / "config.json").read_bytes()
     proc = run_module("experiments.mnist_zskd", *args, "--student_lr=0.5")

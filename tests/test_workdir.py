@@ -38,15 +38,21 @@ def _cheap_args(module, data_dir, teacher):
     }[module] + [f"--data_dir={data_dir}"]
 
 
+def _hold_lock(workdir):
+    """A process that holds ``workdir``'s lock until killed (started and holding)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from zskd_tf import io_utils; "
+         "io_utils.lock_workdir(sys.argv[1]); print('locked', flush=True); time.sleep(120)",
+         str(workdir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
 def test_lock_is_exclusive_reentrant_and_names_its_holder(tmp_path):
     from zskd_tf import io_utils
     workdir = tmp_path / "w"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from zskd_tf import io_utils; "
-         "io_utils.lock_workdir(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
-         str(workdir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(workdir)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(io_utils.WorkdirBusy) as error:
             io_utils.lock_workdir(workdir)
         assert str(error.value) == (f"workdir {workdir} is busy: another run "
@@ -66,12 +72,8 @@ def test_a_second_run_on_a_busy_workdir_exits_at_once(module, tmp_path, teacher_
     workdir.mkdir()
     previous = json.dumps({"command": "the run that holds the workdir"}).encode()
     (workdir / "config.json").write_bytes(previous)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from zskd_tf import io_utils; "
-         "io_utils.lock_workdir(sys.argv[1]); print('locked', flush=True); time.sleep(120)",
-         str(workdir)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(workdir)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         start = time.monotonic()
         proc = run_module(module, f"--workdir={workdir}",
                           *_cheap_args(module, tmp_path, teacher_file), timeout=120)

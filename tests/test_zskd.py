@@ -4,7 +4,7 @@ import os
 import keras
 import pytest
 
-from conftest import assert_rejected_before_any_work, blob_images, run_module, write_blob_mnist
+from conftest import assert_rejected_before_any_work, blob_images, run_module, tiny_binary_run
 from zskd_tf import craft_processes
 from zskd_tf import models
 from zskd_tf import paper
@@ -71,20 +71,23 @@ def _run_binary(*args):
     (["--teacher=/nonexistent/teacher.keras"], "--teacher"),
     (["--craft_lr=0"], "--craft_lr"), (["--image_l2=-1"], "--image_l2"),
     (["--craft_processes=0"], "--craft_processes"), (["--craft_precision=fp8"], "craft_precision"),
+    # non-finite and out-of-range numbers
+    (["--craft_lr=inf"], "--craft_lr"), (["--image_l2=inf"], "--image_l2"),
+    (["--temperature=inf"], "--temperature"), (["--student_lr=nan"], "--student_lr"),
+    (["--num_impressions=1000000000000"], "--num_impressions"),
+    (["--heldout_impressions=15"], "--heldout_impressions"),
 ])
 def test_binary_rejects_bad_flags_before_any_work(tmp_path, args, flag):
     assert_rejected_before_any_work("experiments.mnist_zskd", tmp_path, args, flag)
 
 
 def test_binary_runs_end_to_end(tmp_path, tiny_teacher):
-    write_blob_mnist(tmp_path, 100, 100)
+    workdir, data_and_teacher = tiny_binary_run(tmp_path, tiny_teacher)
     teacher = tmp_path / "teacher.keras"
-    tiny_teacher.save(teacher)
-    workdir = tmp_path / "w"
-    proc = _run_binary(f"--workdir={workdir}", f"--data_dir={tmp_path}", f"--teacher={teacher}",
-                       "--num_impressions=40", "--craft_iterations=5", "--craft_batch_size=10",
-                       "--parallel_batches=2", "--student_epochs=2", "--finetune_epochs=1",
-                       "--batch_size=20", "--eval_every=1")
+    proc = _run_binary(f"--workdir={workdir}", *data_and_teacher, "--num_impressions=40",
+                       "--craft_iterations=5", "--craft_batch_size=10", "--parallel_batches=2",
+                       "--student_epochs=2", "--finetune_epochs=1", "--batch_size=20",
+                       "--eval_every=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((workdir / "results.json").read_text())
     assert results["command"].startswith("python -m experiments.mnist_zskd")
