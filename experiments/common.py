@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 
 from zskd_tf import io_utils
+from zskd_tf.config import NUM_CLASSES  # noqa: F401 (the binaries' validators use it)
 
 FLAGS = flags.FLAGS
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -264,3 +265,18 @@ def existing_teacher(dataset, given):
     if not os.path.isfile(path):
         raise app.UsageError(f"no teacher at {path}: pass --teacher")
     return path
+
+
+def balanced_subset(labels, size, seed):
+    """Sorted indices of a random subset of ``size`` examples, as class-balanced as
+    ``labels`` allow (``size / classes`` each; a class short of its share gives all it
+    has and the others share the rest: ``arbitrary.quotas``), drawn with ``seed``."""
+    import numpy as np
+    from zskd_tf import arbitrary
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    take = arbitrary.quotas(counts, size)
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([
+        rng.choice(np.flatnonzero(labels == c), take[c], replace=False)
+        for c in range(len(counts))]))

@@ -4,11 +4,14 @@ r"""Student-KD: the student distilled from the teacher on the real training data
 
 Loss: tau^2 * CE(teacher soft labels, student) at tau = 20 plus lambda * CE(labels,
 student), lambda = 0.3 (appendix). The teacher is ``--teacher`` or the committed
-pretrained one. Writes config.json, tb/student_kd/, student_kd.keras and results.json.
+pretrained one. ``--num_samples=N`` distils on a class-balanced random subset of N
+training images (seeded by ``--seed``; Fig. 2's real-data points) instead of all of them.
+Writes config.json, tb/student_kd/, student_kd.keras and results.json.
 """
 import math
 import os
 
+import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
@@ -21,19 +24,26 @@ from zskd_tf import records
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "mnist", common.DATASETS, "Data set.")
 flags.DEFINE_string("teacher", None, "Teacher .keras (default: pretrained/<dataset>_<teacher>).")
-flags.DEFINE_integer("student_epochs", 200, "Epochs (appendix: 200; CIFAR-10 1000).")
+flags.DEFINE_integer("student_epochs", None,
+                     "Epochs; default: the appendix's (200, CIFAR-10 1000).")
 flags.DEFINE_float("student_lr", None,
                    "Adam learning rate (default: appendix, 0.01 / CIFAR-10 0.001).")
 flags.DEFINE_float("kd_lambda", paper.KD_LAMBDA, "Weight of the hard-label cross-entropy.")
 flags.DEFINE_float("temperature", paper.TEMPERATURE, "Distillation temperature.")
 flags.DEFINE_integer("batch_size", paper.BATCH_SIZE, "Batch size.")
 flags.DEFINE_integer("eval_every", 1, "Log test accuracy every N epochs (monitoring only).")
+flags.DEFINE_integer("num_samples", None, "Distil on a class-balanced random subset of this "
+                     "many training images, seeded by --seed (at least one per class); "
+                     "default: all of them.")
 # Deprecated aliases of --student_epochs, --student_lr: the commands committed under
 # results/ use them.
 flags.DEFINE_alias("epochs", "student_epochs")
 flags.DEFINE_alias("lr", "student_lr")
 common.define_common_flags()
-flags.register_validator("student_epochs", lambda v: v > 0, "--student_epochs must be > 0")
+flags.register_validator("student_epochs", lambda v: v is None or v > 0,
+                         "--student_epochs must be > 0")
+flags.register_validator("num_samples", lambda v: v is None or v >= common.NUM_CLASSES,
+                         f"--num_samples must be at least the {common.NUM_CLASSES} classes")
 flags.register_validator("student_lr", lambda v: v is None or (v > 0 and math.isfinite(v)),
                          "--student_lr must be > 0 and finite")
 flags.register_validator("kd_lambda", lambda v: v >= 0 and math.isfinite(v),
@@ -62,30 +72,49 @@ def main(argv):
     from zskd_tf import distill
     from zskd_tf import models
     from zskd_tf import seeding
+    from zskd_tf import store
     from zskd_tf import training
 
     setup = paper.SETUPS[FLAGS.dataset]
+    epochs = FLAGS.student_epochs or setup.teacher_epochs
+    lr = FLAGS.student_lr or setup.student_kd_lr
     teacher_path = common.existing_teacher(FLAGS.dataset, FLAGS.teacher)
     data = data_lib.load(FLAGS.dataset, FLAGS.data_dir)
+    x_train, y_train = data.x_train, data.y_train
+    if FLAGS.num_samples is not None and FLAGS.num_samples > len(x_train):
+        common.reject(f"--num_samples={FLAGS.num_samples} is more than the {len(x_train)} "
+                      "training images")
     teacher = common.load_teacher(teacher_path, data)
     common.write_config(FLAGS.workdir)
+    subset = None
+    if FLAGS.num_samples is not None:
+        subset = common.balanced_subset(y_train, FLAGS.num_samples,
+                                        seeding.derive(FLAGS.seed, "student_kd-subset"))
+        x_train, y_train = x_train[subset], y_train[subset]
     seed = seeding.seed_stage(FLAGS.seed, records.STUDENT_KD)
     student = models.get(setup.student, input_shape=data.image_shape)
     distiller = distill.Distiller(student, teacher, FLAGS.temperature, FLAGS.kd_lambda)
-    distill.compile_distiller(distiller, FLAGS.student_lr or setup.student_kd_lr)
-    distiller(data.x_train[:1])
-    train = data_lib.make_dataset(data.x_train, data.y_train, batch_size=FLAGS.batch_size,
+    distill.compile_distiller(distiller, lr)
+    distiller(x_train[:1])
+    train = data_lib.make_dataset(x_train, y_train, batch_size=FLAGS.batch_size,
                                   shuffle=True, seed=seed)
     test = data_lib.make_dataset(data.x_test, data.y_test, batch_size=1024)
-    summary = training.fit(distiller, train, epochs=FLAGS.student_epochs,
-                           workdir=FLAGS.workdir, stage=records.STUDENT_KD,
-                           validation_data=test if FLAGS.eval_every else None,
-                           validation_freq=max(1, FLAGS.eval_every), export=student, verbose=2)
+    settings = {"teacher_sha256": store.teacher_fingerprint(teacher), "lr": lr,
+                "kd_lambda": FLAGS.kd_lambda, "temperature": FLAGS.temperature,
+                "batch_size": FLAGS.batch_size, "seed": FLAGS.seed,
+                "num_samples": FLAGS.num_samples}
+    with common.one_line_errors():
+        summary = training.fit(distiller, train, epochs=epochs, workdir=FLAGS.workdir,
+                               stage=records.STUDENT_KD,
+                               validation_data=test if FLAGS.eval_every else None,
+                               validation_freq=max(1, FLAGS.eval_every), export=student,
+                               verbose=2, settings=settings)
     result = distill.evaluate(student, data.x_test, data.y_test)
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": setup.student, "teacher": teacher_path,
-        "row": records.STUDENT_KD, "epochs": FLAGS.student_epochs,
-        "paper_epochs": setup.teacher_epochs,
+        "row": records.STUDENT_KD, "epochs": epochs, "paper_epochs": setup.teacher_epochs,
+        "lr": lr, "num_samples": FLAGS.num_samples, "train_images": len(x_train),
+        "train_class_counts": np.bincount(y_train, minlength=data.num_classes).tolist(),
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][records.STUDENT_KD],
         **result, **summary})
     logging.info("Student-KD final-epoch test accuracy %.2f%% (paper %.2f%%)",
