@@ -1,4 +1,6 @@
-"""Figures (matplotlib, headless) and markdown tables for runs and results."""
+"""Figures (matplotlib, headless) and markdown tables for runs and results.
+
+TensorFlow is imported only by the functions that write to TensorBoard."""
 import io
 import os
 
@@ -7,13 +9,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from zskd_tf import store  # noqa: E402
 
 
 def figure_to_image(fig):
     """A matplotlib figure as a (1, H, W, 4) uint8 tensor for ``tf.summary.image``."""
+    import tensorflow as tf
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
@@ -22,9 +24,16 @@ def figure_to_image(fig):
 
 def similarity_figure(sim, class_names=None):
     """Heat map of the class-similarity matrix (the paper's Figure 1)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    _similarity_axes(fig, ax, sim, class_names,
+                     "Class similarity (cosine of final-layer columns)")
+    fig.tight_layout()
+    return fig
+
+
+def _similarity_axes(fig, ax, sim, class_names, title):
     k = sim.shape[0]
     names = class_names or [str(i) for i in range(k)]
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
     im = ax.imshow(sim, cmap="viridis")
     ax.set_xticks(range(k), names, rotation=90)
     ax.set_yticks(range(k), names)
@@ -33,14 +42,43 @@ def similarity_figure(sim, class_names=None):
             ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=6,
                     color="w" if sim[i, j] < 0.5 else "k")
     fig.colorbar(im, ax=ax)
-    ax.set_title("Class similarity (cosine of final-layer columns)")
-    fig.tight_layout()
+    ax.set_title(title, fontsize=9)
+
+
+def similarity_panels_figure(panels, title=None):
+    """One class-similarity heat map per panel: ``panels`` is a list of (title, matrix or
+    None, class names); a None matrix draws the panel's title and "missing"."""
+    width = 5.8 * len(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 6.2), squeeze=False,
+                             layout="constrained")
+    for ax, (panel_title, sim, names) in zip(axes[0], panels):
+        if sim is None:
+            _missing_axes(ax, panel_title)
+        else:
+            _similarity_axes(fig, ax, np.asarray(sim), list(names), panel_title)
+    if title:
+        _suptitle(fig, title, width)
     return fig
+
+
+def _suptitle(fig, title, width_inches, fontsize=10):
+    """A figure title wrapped to the figure's width."""
+    import textwrap
+    chars = max(30, int(width_inches * 130 / fontsize))
+    fig.suptitle("\n".join(textwrap.fill(line, chars) for line in title.split("\n")),
+                 fontsize=fontsize)
+
+
+def _missing_axes(ax, title, text="missing"):
+    ax.set_title(title, fontsize=9)
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True)
+    ax.axis("off")
 
 
 def craft_summaries(writer, sim):
     """Writes the class-similarity image to ``writer``; returns an ``on_shard`` callback
     that logs each crafted shard's mean loss and rate there."""
+    import tensorflow as tf
     with writer.as_default(step=0):
         tf.summary.image("class_similarity", figure_to_image(similarity_figure(sim)))
 
@@ -62,13 +100,17 @@ def pick_per_class(classes, per_class):
     return np.concatenate(picks)
 
 
-def impression_grid_figure(images, targets, classes, class_names=None):
+def impression_grid_figure(images, targets, classes, class_names=None, fig=None):
     """One column per class, titled with each sampled target's top-2 confidences
-    (the paper's Figure 4)."""
+    (the paper's Figure 4). ``fig``: draw into this figure or subfigure instead of a new
+    one."""
     k = targets.shape[1]
     names = class_names or [str(i) for i in range(k)]
     per_class = max(int((classes == c).sum()) for c in range(k))
-    fig, axes = plt.subplots(per_class, k, figsize=(1.3 * k, 1.55 * per_class), squeeze=False)
+    new = fig is None
+    if new:
+        fig = plt.figure(figsize=(1.3 * k, 1.55 * per_class))
+    axes = fig.subplots(per_class, k, squeeze=False)
     for c in range(k):
         for r, i in enumerate(np.flatnonzero(classes == c)):
             ax = axes[r, c]
@@ -80,30 +122,96 @@ def impression_grid_figure(images, targets, classes, class_names=None):
                          f"{names[top[1]]}:{targets[i, top[1]]:.2f}", fontsize=7)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.tight_layout()
+    if new:
+        fig.tight_layout()
     return fig
 
 
-def save_impression_grid(transfer_dir, path, tb_writer=None, per_class=3, class_names=None):
-    """Writes a grid of a finished transfer set's impressions as PNG (and to TensorBoard)."""
+def impression_picks(transfer_dir, per_class=3):
+    """(images, targets, classes, indices) of ``per_class`` impressions of each class of
+    a finished transfer set (``pick_per_class``)."""
     picks = set(pick_per_class(np.load(os.path.join(transfer_dir, "targets.npz"))["classes"],
                                per_class).tolist())
-    images, targets, classes = [], [], []
+    images, targets, classes, index = [], [], [], []
     for shard in store.iter_shards(transfer_dir, keys=("images", "targets", "classes",
                                                          "index")):
         keep = np.isin(shard["index"], list(picks))
         images.append(shard["images"][keep])
         targets.append(shard["targets"][keep])
         classes.append(shard["classes"][keep])
-    fig = impression_grid_figure(np.concatenate(images), np.concatenate(targets),
-                                 np.concatenate(classes), class_names)
+        index.append(shard["index"][keep])
+    return tuple(np.concatenate(a) for a in (images, targets, classes, index))
+
+
+def save_impression_grid(transfer_dir, path, tb_writer=None, per_class=3, class_names=None):
+    """Writes a grid of a finished transfer set's impressions as PNG (and to TensorBoard)."""
+    images, targets, classes, _ = impression_picks(transfer_dir, per_class)
+    fig = impression_grid_figure(images, targets, classes, class_names)
     fig.savefig(path, dpi=100)
     if tb_writer is not None:
+        import tensorflow as tf
         with tb_writer.as_default(step=0):
             tf.summary.image("impressions_per_class", figure_to_image(fig))
     else:
         plt.close(fig)
     return path
+
+
+def impression_panels_figure(panels, title=None):
+    """``impression_grid_figure`` per panel, stacked: ``panels`` is a list of (title,
+    (images, targets, classes) or None, class names); None draws "missing"."""
+    heights = [1.55 * (3 if grid is None else max(np.bincount(grid[2]))) + 0.6
+               for _, grid, _ in panels]
+    fig = plt.figure(figsize=(13, sum(heights) + 1.2), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(panels), 1, height_ratios=heights))
+    for sub, (panel_title, grid, names) in zip(subfigs, panels):
+        if grid is None:
+            _missing_axes(sub.subplots(), panel_title)
+            continue
+        impression_grid_figure(*grid, class_names=list(names), fig=sub)
+        sub.suptitle(panel_title, fontsize=10)
+    if title:
+        _suptitle(fig, title, 13)
+    return fig
+
+
+def sweep_figure(panels, title=None, xlabel="transfer-set size (% of the training set)"):
+    """Test accuracy against transfer-set size, one panel per data set (the paper's
+    Figures 2, 3). ``panels``: list of (title, series, references); series: (label, xs,
+    ys) with None for a missing point; references: (label, x, y) drawn as stars."""
+    width = max(7.0, 5.5 * len(panels))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 5.6), squeeze=False,
+                             layout="constrained")
+    for ax, (panel_title, series, references) in zip(axes[0], panels):
+        ticks = set()
+        for label, xs, ys in series:
+            points = [(x, y) for x, y in zip(xs, ys) if y is not None]
+            ticks.update(xs)
+            if points:
+                ax.plot(*zip(*points), "o-", label=label)
+            else:
+                ax.plot([], [], "o-", label=f"{label} (missing)")
+        for label, x, y in references:
+            ax.plot([x], [y], "*", markersize=12, color="gray", label=label)
+            ticks.add(x)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(ticks), [f"{t:.3g}" for t in sorted(ticks)])
+        ax.minorticks_off()
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy % (final epoch)")
+        ax.set_title(panel_title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        _suptitle(fig, title, width)
+    return fig
+
+
+def layer_rows(model):
+    """(layer name, Keras class, output shape without the batch axis, parameters) per
+    layer of a built functional ``model`` (appendix Tables 4, 5)."""
+    return [(layer.name, type(layer).__name__, tuple(layer.output.shape[1:]),
+             layer.count_params()) for layer in model.layers]
 
 
 def markdown_table(header, rows):
