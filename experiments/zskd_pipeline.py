@@ -1,6 +1,6 @@
-"""The one pipeline behind ``mnist_zskd``, ``fmnist_zskd`` and ``cifar10_zskd``.
+"""The one pipeline behind ``mnist_zskd``, ``fashion_mnist_zskd`` and ``cifar10_zskd``.
 
-teacher (``--teacher``, else pretrained/<dataset>_<model>.keras, else trained here)
+teacher (``--teacher``, else the preset's file under pretrained/, else trained here)
 -> similarity -> targets -> crafting -> distillation -> augmented fine-tuning -> test.
 Every flag is validated before any work starts.
 """
