@@ -160,3 +160,50 @@ def test_evaluate_reports_accuracy_per_class_and_predicted_shares():
     assert result["test_accuracy"] == 75.0
     assert result["per_class_accuracy"] == [100.0, 50.0, None]  # no test image of class 2
     assert result["predicted_share"] == [75.0, 25.0, 0.0]
+
+
+def test_stored_soft_labels_give_the_teacher_in_the_loop_loss(tiny_teacher, tmp_path):
+    """The labels stored with crafted impressions (from the crafting teacher path) give
+    the loss the Distiller computes by running the Keras teacher, up to float32 rounding."""
+    from conftest import small_craft
+    from zskd_tf import scheduling, store
+    t, config = small_craft(tiny_teacher, 40)
+    scheduling.craft_transfer_set(str(tmp_path), tiny_teacher, t, config, seed=5,
+                                  parallel_batches=4)
+    stored = store.load(str(tmp_path), keys=("images", "soft_labels"))
+    logits = models.lenet5_half()(stored["images"])
+    in_loop = distill.kd_loss(tiny_teacher(stored["images"], training=False), logits,
+                              config.temperature)
+    from_stored = distill.kd_loss_from_soft_labels(stored["soft_labels"], logits,
+                                                   config.temperature)
+    assert float(from_stored) == pytest.approx(float(in_loop), rel=1e-5)
+
+
+class _NoTeacher(keras.Model):
+    """Stands in for a teacher that must not be run."""
+
+    def __init__(self, teacher):
+        super().__init__()
+        self.inner = teacher
+
+    def call(self, x, training=False):
+        raise AssertionError("the teacher ran")
+
+
+def test_distiller_with_soft_labels_never_runs_the_teacher_and_matches_it(tiny_teacher):
+    keras.utils.set_random_seed(1)
+    x = np.random.default_rng(0).uniform(0, 1, (64, 32, 32, 1)).astype(np.float32)
+    soft = _softmax(tiny_teacher.predict(x, verbose=0) / 20.0).astype(np.float32)
+    histories = []
+    for labels in (False, True):
+        keras.utils.set_random_seed(2)
+        student = models.lenet5_half()
+        teacher = _NoTeacher(tiny_teacher) if labels else tiny_teacher
+        distiller = distill.compile_distiller(
+            distill.Distiller(student, teacher, temperature=20.0, soft_labels=labels), 1e-3)
+        ds = data_lib.make_dataset(x, soft if labels else None, batch_size=16)
+        histories.append(distiller.fit(ds, epochs=2, verbose=0).history["kd_loss"])
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-4)
+    with pytest.raises(ValueError, match="hard_label_weight"):
+        distill.Distiller(models.lenet5_half(), tiny_teacher, soft_labels=True,
+                          hard_label_weight=0.3)

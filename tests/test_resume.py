@@ -164,3 +164,19 @@ def test_binary_stops_on_changed_settings_in_one_line_and_restarts_on_request(
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert last.startswith("error:") and "craft" in last and "--restart_from=crafting" in last
+
+
+def test_stored_soft_labels_train_like_the_teacher_and_count_as_a_setting(
+        tiny_teacher, tmp_path, uninterrupted):
+    x = _images()
+    soft = keras.ops.convert_to_numpy(keras.ops.softmax(
+        tiny_teacher(x, training=False) / 20.0))  # the paper temperature, CONFIG's
+    stored = config_lib.Config(**{**CONFIG.__dict__, "stored_soft_labels": True})
+    with pytest.raises(ValueError, match="soft labels"):
+        zskd.distill_images(tiny_teacher, _student(), x, str(tmp_path), stored)
+    zskd.distill_images(tiny_teacher, _student(), x, str(tmp_path), stored, soft_labels=soft)
+    got = training.read_history(training.stage_paths(str(tmp_path), "student")["csv"])
+    want = training.read_history(training.stage_paths(str(uninterrupted[0]), "student")["csv"])
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-4)
+    with pytest.raises(training.StageMismatch, match="soft_labels_sha256"):
+        zskd.distill_images(tiny_teacher, _student(), x, str(tmp_path), CONFIG)

@@ -129,6 +129,12 @@ class Config:
     student_lr: float = setting("Distillation learning rate (paper: the appendix's).",
                                 POSITIVE)
     batch_size: int = setting("Distillation batch size.", count())
+    stored_soft_labels: bool = setting(
+        "Distil the un-augmented stage on the teacher's soft labels stored with the "
+        "impressions (computed once from the final images, as the authors' code did) "
+        "instead of running the teacher on every batch: the same loss up to float32 "
+        "rounding, for less work (docs/PERFORMANCE.md). Fine-tuning on augmented images "
+        "always runs the teacher.", BOOLEAN, False, paper=False)
     augment: bool = setting("Fine-tune on a mixture of impressions and augmented "
                             "impressions after distillation (Table 6).", BOOLEAN)
     finetune_epochs: int = setting("Augmented fine-tuning epochs (the paper gives none; "

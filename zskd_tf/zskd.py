@@ -96,10 +96,14 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None, part="transfe
 
 
 def distill_images(teacher, student, x, workdir, config, test=None, augmented=False,
-                   strategy=None, heldout=None):
+                   strategy=None, heldout=None, soft_labels=None):
     """Trains ``student`` on the unlabelled images ``x`` (stage ``student``), or fine-tunes
     it on a mixture of ``x`` and augmented ``x`` (stage ``student_augmented``), with the
     student schedule, temperature, seed and augmentation settings of ``config``.
+
+    ``soft_labels``: the teacher's softmax at the temperature for ``x`` (stored with the
+    impressions); with ``config.stored_soft_labels`` the un-augmented stage learns from
+    them instead of running the teacher on every batch.
 
     ``heldout``: optional held-out impressions, monitored every ``config.eval_every``
     epochs (``zskd_tf.heldout``). With a ``strategy``, teacher and student must have been
@@ -109,11 +113,17 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
     seed = seeding.seed_stage(config.seed, stage)
     steps = -(-len(x) // config.batch_size)
     lr = config.finetune_lr if augmented else config.student_lr
+    stored = not augmented and config.stored_soft_labels
+    if stored and soft_labels is None:
+        raise ValueError("stored_soft_labels needs the soft labels stored with the images")
     # what makes this stage (a rerun that differs stops: training.check_settings)
     settings = {"teacher_sha256": store.teacher_fingerprint(teacher),
                 "images_sha256": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest(),
                 "lr": lr, "batch_size": config.batch_size, "temperature": config.temperature,
                 "seed": config.seed}
+    if stored:
+        settings["soft_labels_sha256"] = hashlib.sha256(
+            np.ascontiguousarray(soft_labels).tobytes()).hexdigest()
     if augmented:  # it starts from the student stage's result
         settings.update(augment_prob=config.augment_prob,
                         student_epochs=config.student_epochs, student_lr=config.student_lr)
@@ -122,7 +132,8 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
         """The stage's batch stream from ``epoch`` on (shuffle and augmentation streams
         continue where an uninterrupted run would be)."""
         first = epoch * steps
-        ds = data_lib.make_dataset(x, batch_size=config.batch_size, shuffle=True, seed=seed,
+        ds = data_lib.make_dataset(x, soft_labels if stored else None,
+                                   batch_size=config.batch_size, shuffle=True, seed=seed,
                                    repeat=True, skip=first * config.batch_size)
         if augmented:
             ds = ds.enumerate(start=first).map(
@@ -133,7 +144,8 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
         return ds
 
     with (strategy or tf.distribute.get_strategy()).scope():
-        distiller = distill.Distiller(student, teacher, temperature=config.temperature)
+        distiller = distill.Distiller(student, teacher, temperature=config.temperature,
+                                      soft_labels=stored)
         distill.compile_distiller(distiller, lr)
         distiller(x[:1])  # build before BackupAndRestore restores
     val = None
@@ -153,20 +165,22 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
 
 
 def distill_and_evaluate(teacher, student, x, workdir, config, test=None, strategy=None,
-                         heldout=None):
-    """Distillation on the images ``x``, then augmented fine-tuning if ``config.augment``;
+                         heldout=None, soft_labels=None):
+    """Distillation on the images ``x`` (with their stored ``soft_labels``, used if
+    ``config.stored_soft_labels``), then augmented fine-tuning if ``config.augment``;
     with ``test`` = (x_test, y_test), each stage's final-epoch test accuracy, the
     teacher's, and (labelled as selected on the test set) each stage's best monitored one.
     """
     config = config.resolved()
     results = {records.STUDENT: distill_images(teacher, student, x, workdir, config, test,
-                                         strategy=strategy, heldout=heldout)}
+                                               strategy=strategy, heldout=heldout,
+                                               soft_labels=soft_labels)}
     if test is not None:
         results[records.STUDENT].update(distill.evaluate(student, *test))
     if config.augment and config.finetune_epochs > 0:
-        results[records.STUDENT_AUGMENTED] = distill_images(teacher, student, x, workdir, config,
-                                                      test, augmented=True, strategy=strategy,
-                                                      heldout=heldout)
+        results[records.STUDENT_AUGMENTED] = distill_images(
+            teacher, student, x, workdir, config, test, augmented=True, strategy=strategy,
+            heldout=heldout)
         if test is not None:
             results[records.STUDENT_AUGMENTED].update(distill.evaluate(student, *test))
     if test is not None:
@@ -184,8 +198,8 @@ def run(teacher, student, workdir, config, test=None, strategy=None, restart_fro
     test: optional (x_test, y_test) for evaluation. The reported accuracy is the final
     epoch's; no stage selects anything on the test set. strategy: an optional
     ``tf.distribute`` strategy under whose scope teacher and student were built.
-    restart_from: one of ``records.ZSKD_STAGES``: redo that stage and the later ones (a stage found
-    made with other settings otherwise stops the run).
+    restart_from: one of ``records.ZSKD_STAGES``: redo that stage and the later ones (a
+    stage found made with other settings otherwise stops the run).
     """
     from zskd_tf.teachers import checks  # the teacher must match the student: before any work
     checks.check(teacher, student.input_shape[1:], student.output_shape[-1])
@@ -206,11 +220,12 @@ def run(teacher, student, workdir, config, test=None, strategy=None, restart_fro
     report.save_impression_grid(transfer_dir, os.path.join(workdir, "impressions.png"),
                                 writer)
     writer.flush()
-    x = store.load(transfer_dir, keys=("images",))["images"]
+    transfer = store.load(transfer_dir, keys=("images", "soft_labels"))
     heldout = None
     if config.heldout_impressions:
         heldout = store.load(os.path.join(workdir, "heldout_set"), keys=("images",))["images"]
-    results.update(distill_and_evaluate(teacher, student, x, workdir, config, test, strategy,
-                                        heldout=heldout))
+    results.update(distill_and_evaluate(teacher, student, transfer["images"], workdir, config,
+                                        test, strategy, heldout=heldout,
+                                        soft_labels=transfer["soft_labels"]))
     io_utils.write_json(os.path.join(workdir, "zskd.json"), results)
     return results
