@@ -1,10 +1,13 @@
-"""Student training throughput with ``Distiller``, with and without augmentation.
+"""Student training throughput with ``Distiller``: with the teacher run on every batch,
+with the teacher's soft labels given (``--stored_soft_labels``), and with augmentation.
 
 Teacher -> student: lenet5 -> lenet5_half (32x32x1), alexnet -> alexnet_half (32x32x3),
 trained on random images through ``make_dataset(..., shuffle=True, repeat=True)``; with
 augmentation, ``augment_batch`` is mapped in the tf.data pipeline as ``zskd.distill_images``
-does. One ``fit`` runs a warm-up epoch and then ``--steps`` more steps, timed from the end
-of the warm-up's last step to the end of the last one. Each setting runs in a fresh
+does (the teacher always runs there). The three settings of a model run one after the
+other in the same invocation, so their ratio is measured on one machine state. One
+``fit`` runs a warm-up epoch and then ``--steps`` more steps, timed from the end of the
+warm-up's last step to the end of the last one. Each setting runs in a fresh
 subprocess, so its peak RSS is its own.
 
     python -m benchmarks.distill_throughput                    # full run
@@ -31,12 +34,15 @@ flags.DEFINE_bool("quick", False, "Smoke test. Flags not given explicitly defaul
                   "--models=lenet5 --num_images=1024 --steps=2 and "
                   "--out=benchmarks/results/distill_throughput_quick.json.")
 
+# (augment, soft labels given): the teacher always runs on augmented images
+SETTINGS = ((False, False), (False, True), (True, False))
 QUICK = {"models": ["lenet5"], "num_images": 1024, "steps": 2,
          "out": "benchmarks/results/distill_throughput_quick.json"}
 
 
-def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0):
-    """Training images/s of a Distiller (student = STUDENTS[teacher]) on random images."""
+def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0, soft_labels=False):
+    """Training images/s of a Distiller (student = STUDENTS[teacher]) on random images;
+    ``soft_labels``: from given teacher soft labels, the teacher not run."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -46,14 +52,18 @@ def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0):
     t, s = models.get(teacher), models.get(STUDENTS[teacher])
     x = np.random.default_rng(seed).uniform(
         size=(num_images, *t.input_shape[1:])).astype(np.float32)
-    ds = data.make_dataset(x, batch_size=batch_size, shuffle=True, seed=seed, repeat=True)
+    soft = None
+    if soft_labels:
+        soft = tf.nn.softmax(t.predict(x, batch_size=1024, verbose=0) / TEMPERATURE).numpy()
+    ds = data.make_dataset(x, soft, batch_size=batch_size, shuffle=True, seed=seed,
+                           repeat=True)
     if augment:
         ds = ds.enumerate().map(
             lambda i, b: augment_lib.augment_batch(
                 b, tf.stack([tf.constant(seed, tf.int64), i]), prob=0.5),
             num_parallel_calls=tf.data.AUTOTUNE)
     distiller = distill.compile_distiller(
-        distill.Distiller(s, t, temperature=TEMPERATURE), LR)
+        distill.Distiller(s, t, temperature=TEMPERATURE, soft_labels=soft_labels), LR)
     warm = math.ceil(num_images / batch_size)
     ends = []  # perf_counter at the end of every step
     timer = keras.callbacks.LambdaCallback(
@@ -62,6 +72,7 @@ def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0):
     distiller.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer])
     warmup, seconds = ends[warm - 1] - start, ends[-1] - ends[warm - 1]
     return {"teacher": teacher, "student": STUDENTS[teacher], "augment": bool(augment),
+            "soft_labels": "given" if soft_labels else "teacher run per batch",
             "batch_size": batch_size, "steps": steps, "seconds": seconds,
             "warmup_epoch_seconds": warmup, "images_per_s": steps * batch_size / seconds,
             "step_ms": 1000 * seconds / steps, "peak_rss_mb": common.peak_rss_mb()}
@@ -76,13 +87,20 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown teachers {sorted(unknown)}; choose from {sorted(STUDENTS)}")
     results = [common.run_isolated("benchmarks.distill_throughput:distill_rate",
-                                   teacher=m, augment=a, num_images=opts["num_images"],
+                                   teacher=m, augment=a, soft_labels=s,
+                                   num_images=opts["num_images"],
                                    batch_size=FLAGS.batch_size, steps=opts["steps"])
-               for m in opts["models"] for a in (False, True)]
+               for m in opts["models"] for a, s in SETTINGS]
+    for r in results:
+        same = [q for q in results if q["teacher"] == r["teacher"] and not q["augment"]
+                and q["soft_labels"] != "given"]
+        r["speedup_over_teacher_run"] = r["images_per_s"] / same[0]["images_per_s"]
     common.print_table(
         [(f"{r['teacher']} -> {r['student']}", "yes" if r["augment"] else "no",
-          r["images_per_s"], r["step_ms"], r["peak_rss_mb"]) for r in results],
-        ("teacher -> student", "augment", "images/s", "step ms", "RSS MB"))
+          r["soft_labels"], r["images_per_s"], r["speedup_over_teacher_run"], r["step_ms"],
+          r["peak_rss_mb"]) for r in results],
+        ("teacher -> student", "augment", "soft labels", "images/s", "x", "step ms",
+         "RSS MB"))
     common.write_json(opts["out"], {
         "benchmark": "distill_throughput", "machine": common.machine_info(),
         "settings": {"models": opts["models"], "num_images": opts["num_images"],

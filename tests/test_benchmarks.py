@@ -78,8 +78,10 @@ def test_distill_throughput_quick_end_to_end(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
-    assert [(r["teacher"], r["augment"]) for r in results] == [("lenet5", False),
-                                                                ("lenet5", True)]
+    assert [(r["teacher"], r["augment"], r["soft_labels"]) for r in results] == [
+        ("lenet5", False, "teacher run per batch"), ("lenet5", False, "given"),
+        ("lenet5", True, "teacher run per batch")]
+    assert results[0]["speedup_over_teacher_run"] == 1.0
     assert all(r["images_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in results)
 
 
