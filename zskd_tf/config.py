@@ -172,13 +172,12 @@ class Config:
 
     def resolved(self):
         """A copy with every ``None`` setting filled: paper, then preset, then given."""
+        from zskd_tf import craft_processes  # the machine's defaults (TensorFlow, lazily)
         settings = self.layered()[0]
         if settings["parallel_batches"] is None:
-            from zskd_tf import craft_processes
             per_process = craft_processes.IMAGES_AT_ONCE[paper.SETUPS[self.dataset].teacher]
             settings["parallel_batches"] = max(1, per_process // settings["craft_batch_size"])
         if settings["craft_processes"] is None:
-            from zskd_tf import craft_processes
             settings["craft_processes"] = craft_processes.default_processes()
         return dataclasses.replace(self, **settings)
 
