@@ -6,16 +6,29 @@ r"""One command per table and figure of the paper, from the runs it needs.
     python -m experiments.reproduce --figure=2 --budget=reduced --workdir=runs/quick
     python -m experiments.reproduce --table=7 --dry_run --workdir=runs/paper  # commands only
     python -m experiments.reproduce --table=6 --only_existing --workdir=runs/paper
+    python -m experiments.reproduce --table=7 --import_results=results --workdir=runs/paper
 
 Each run is a command of an existing binary (``experiments.mnist_zskd`` and the other ZSKD
 binaries, ``train_teacher``, ``student_kd``) with ``--preset``, ``--seed``, its own
 ``--workdir`` (``WORKDIR/<data set>/<run>_seed<seed>``) and the few flags its cell needs;
 the rest comes from the preset (zskd_tf/presets.py, zskd_tf/config.py). Runs go one after
 another as subprocesses; a finished run (its results.json exists) is reused, a started
-one resumes. ``--dry_run`` prints every run's command and status and runs nothing;
-``--only_existing`` builds the output from the runs that exist and shows the others as
-missing. A workdir holding a run made by another command (other preset, budget, teacher)
-is refused before anything runs: use another --workdir.
+one resumes. ``--dry_run`` prints every run's status ("finished", "imported from PATH",
+"started (resumes)", "to run"), its command, near misses among the committed runs and
+the estimated time of what is left, and runs nothing; ``--only_existing`` builds the
+output from the runs that exist and shows the others as missing. Runs are judged by
+their settings, not their command text (zskd_tf/committed.py): a workdir holding a run
+made with other settings (preset, budget, teacher...) is refused before anything runs,
+naming them: use another --workdir.
+
+``--import_results=DIR`` (the committed runs are under results/) first copies each
+finished run under DIR whose settings match a planned run not finished yet into that
+run's workdir (results.json, history CSVs, run.log, transfer_set_manifest.json): it then
+counts as finished, and the outputs say where it came from and keep its own command.
+Only exact matches are imported: a run fine-tuned for another number of epochs is a near
+miss even where its distilled student is the planned one's (a table takes both stages
+of a ZSKD run from one run). Figure 4 needs a run's transfer set, which is not committed:
+an imported record does not finish it.
 
 Writes WORKDIR/table_N.md (or figure_N.png) and table_N.json (figure_N.json): per cell the
 paper's number, ours (mean ± sample sd over --seeds of the final-epoch test accuracy, and
@@ -45,6 +58,7 @@ from absl import flags
 from absl import logging
 
 from experiments import common
+from zskd_tf import committed
 from zskd_tf import io_utils
 from zskd_tf import presets
 from zskd_tf import reproduce
@@ -74,6 +88,13 @@ flags.DEFINE_bool("dry_run", False, "Print every run's status and exact command;
                   "write nothing.")
 flags.DEFINE_bool("only_existing", False, "Run nothing: build the output from the runs "
                   "that exist, showing the others as missing.")
+flags.DEFINE_string("import_results", None, "Before running, import finished runs found "
+                    "under this folder (recursively; the committed ones are under results/) "
+                    "whose settings match a planned run that has no results.json yet: its "
+                    "results.json, history CSVs, run.log and transfer_set_manifest.json are "
+                    "copied into the run's workdir, which then counts as finished; outputs "
+                    "name where each came from and keep its own command. Several matches: "
+                    "the newest is imported, the others are listed.")
 common.define_common_flags(seed=False)
 
 _RANGE = {kind: (numbers[0], numbers[-1]) for kind, numbers in reproduce.KINDS.items()}
@@ -114,6 +135,8 @@ def _teachers(values):
 
 flags.register_validator("teacher", _teachers, "--teacher must be DATASET=PATH with an "
                          "existing file, once per data set")
+flags.register_validator("import_results", lambda v: v is None or os.path.isdir(v),
+                         "--import_results must be an existing folder")
 flags.register_multi_flags_validator(
     ["dry_run", "only_existing"], lambda v: not (v["dry_run"] and v["only_existing"]),
     "give at most one of --dry_run and --only_existing")
@@ -135,22 +158,35 @@ def main(argv):
     item = reproduce.item(kind, FLAGS.table or FLAGS.figure)
     runs = item.runs(setup)
     paths = reproduce.output_paths(item, setup.root)
+    found = (committed.scan(FLAGS.import_results, exclude=setup.root)
+             if FLAGS.import_results else [])
+    matches = reproduce.matches(runs, found)
+    timed = found if FLAGS.import_results and os.path.realpath(FLAGS.import_results) == \
+        os.path.realpath(committed.COMMITTED) else committed.scan(committed.COMMITTED,
+                                                                  exclude=setup.root)
+    plan = reproduce.plan_lines(runs, matches, timed)
     if FLAGS.dry_run:
-        print(f"{kind} {item.number} ({setup.budget.describe()}; preset {setup.preset}):")
-        print("\n".join(reproduce.plan_lines(runs)))
+        print(f"{kind} {item.number} ({setup.budget.describe()}; preset {setup.preset}"
+              + (f"; importing from {FLAGS.import_results}, nothing copied in a dry run"
+                 if FLAGS.import_results else "") + "):")
+        print("\n".join(plan))
         print("would write " + " and ".join(paths))
         return
     problems = reproduce.conflicts(runs)
-    if problems:  # checked for --only_existing too: a table never mixes commands
+    if problems:  # checked for --only_existing too: a table never mixes settings
         common.reject(problems[0] + (f" (and {len(problems) - 1} more)" if problems[1:]
                                      else ""))
-    if not FLAGS.only_existing:
+    if not FLAGS.only_existing or any(m.source for m in matches):
         try:
             io_utils.lock_workdir(setup.root, "reproduce.lock")
         except io_utils.WorkdirBusy as e:
             common.reject(str(e))
         logging.info("%s %d: %s; preset %s", kind, item.number, setup.budget.describe(),
                      setup.preset)
+        for line in plan:
+            logging.info("%s", line)
+        reproduce.import_matches(matches, log=logging.info)
+    if not FLAGS.only_existing:
         try:
             reproduce.execute(runs, log=logging.info)
         except (reproduce.Conflict, reproduce.RunFailed) as e:

@@ -1,11 +1,14 @@
 """experiments.reproduce and zskd_tf.reproduce: one command per table and figure."""
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
 
 from conftest import assert_rejected_before_any_work, run_module, tiny_binary_run
+from zskd_tf import committed
+from zskd_tf import config
 from zskd_tf import io_utils
 from zskd_tf import reproduce
 
@@ -95,13 +98,13 @@ def test_finished_runs_are_reused_not_rerun(tmp_path):
     setup = _setup(tmp_path)
     runs = reproduce.item("table", 7).runs(setup)
     assert len(reproduce.unique(runs)) == 4  # uniform and class-similarity, two seeds
-    _finish(reproduce.zskd_run(setup, "mnist", 0), teacher=99.0, zskd=96.0,
+    _finish(reproduce.zskd_run(setup, "mnist", 0), teacher=99.17, zskd=96.0,
             zskd_augmented=98.0)
     called = []
 
     def runner(run):
         called.append(run.label)
-        _finish(run, teacher=99.0, zskd=95.0, zskd_augmented=None)
+        _finish(run, teacher=99.17, zskd=95.0, zskd_augmented=None)
         return 0
 
     reproduce.execute(runs, runner=runner, log=lambda line: None)
@@ -111,13 +114,211 @@ def test_finished_runs_are_reused_not_rerun(tmp_path):
     assert len(called) == 3
     # a workdir holding another command's run is refused before anything runs
     other = dataclasses.replace(setup, preset="paper")
-    with pytest.raises(reproduce.Conflict, match="holds a run made by another command"):
+    with pytest.raises(reproduce.Conflict, match="holds a run made with other settings"):
         reproduce.execute(reproduce.item("table", 7).runs(other), runner=runner,
                           log=lambda line: None)
     assert len(called) == 3
     with pytest.raises(reproduce.RunFailed, match="exit status 3"):
         reproduce.execute(reproduce.item("table", 7).runs(dataclasses.replace(
             setup, seeds=(2,))), runner=lambda run: 3, log=lambda line: None)
+
+
+_RECIPE_FLAGS = ("--beta=1.0,0.1 --init=normal --pixel=clip_end --image_l2=0.01 "
+                 "--teacher=pretrained/mnist_lenet5_wd.keras --student_epochs=200")
+
+
+def _committed_zskd(folder, seed, command, tensorflow="2.18.1", drop=(), parallel_batches=5,
+                    **given):
+    """A committed MNIST ZSKD run as the binaries wrote it before presets: its command,
+    its resolved config (no preset or teacher in it, run-only settings as another machine
+    had them, ``drop``: settings it predates), the teacher it used, and the files an
+    import copies."""
+    values = config.Config(dataset="mnist", preset="reproduce", seed=seed,
+                           **given).layered()[0]
+    values.update(parallel_batches=parallel_batches, craft_processes=1, eval_every=50)
+    for name in ("preset", "teacher", *drop):
+        del values[name]
+    augmented = 98.0 + seed if values["augment"] else None
+    io_utils.write_json(f"{folder}/results.json", {
+        "command": f"python -m experiments.mnist_zskd {command} --seed={seed}",
+        "config": values, "dataset": "mnist",
+        "teacher": {"source": "pretrained/mnist_lenet5_wd.keras", "test_accuracy": 99.17},
+        "test_accuracy": {"teacher": 99.17, "zskd": 97.0 + seed, "zskd_augmented": augmented},
+        "versions": {"tensorflow": tensorflow, "keras": "3.12.4", "python": "3.11.7"}})
+    for name in ("student_history.csv", "run.log", "transfer_set_manifest.json"):
+        io_utils.write_text(f"{folder}/{name}", f"{name} of {folder}\n")
+
+
+def _committed_student_ce(path, epochs, seed=None):
+    """A train_teacher record of the MNIST student as under results/real_data: the
+    record and its history CSV beside it."""
+    seed_flag = "" if seed is None else f" --seed={seed}"
+    io_utils.write_json(path, {
+        "command": "python -m experiments.train_teacher --dataset=mnist --model=lenet5_half "
+                   f"--epochs={epochs}{seed_flag} --workdir=/elsewhere/ce --data_dir=/data",
+        "dataset": "mnist", "model": "lenet5_half", "epochs": epochs, "test_accuracy": 98.7,
+        "history_csv": "lenet5_half_history.csv", "mean_epoch_seconds": 9.0})
+    io_utils.write_text(path.replace(".json", "_history.csv"), f"epoch,loss of {path}\n")
+
+
+def test_committed_runs_with_the_same_settings_are_imported_not_rerun(tmp_path):
+    setup = _setup(tmp_path)
+    store = str(tmp_path / "committed")
+    # seed 0: the preset's settings as explicit flags of a pre-preset command, elsewhere;
+    # it predates craft_precision (the paper's float32 then); and an older copy of it
+    _committed_zskd(f"{store}/zskd/seed0", 0, f"{_RECIPE_FLAGS} --finetune_epochs=1000 "
+                    "--workdir=/elsewhere/seed0 --eval_every=50", drop=("craft_precision",),
+                    finetune_epochs=1000)
+    _committed_zskd(f"{store}/zskd/seed0_copy", 0, f"{_RECIPE_FLAGS} --finetune_epochs=1000 "
+                    "--workdir=/elsewhere/copy", tensorflow="2.16.1", finetune_epochs=1000)
+    # seed 1 fine-tuned for 100 epochs: not the planned 1,000-epoch run
+    _committed_zskd(f"{store}/zskd/seed1_ft100", 1, f"{_RECIPE_FLAGS} --finetune_epochs=100 "
+                    "--workdir=/elsewhere/seed1", finetune_epochs=100)
+    _committed_student_ce(f"{store}/real_data/mnist_lenet5_half.json", 30)  # seed 0, 30 epochs
+    _committed_student_ce(f"{store}/real_data/student_seed1.json", 200, seed=1)
+    runs = reproduce.item("table", 1).runs(setup)
+    found = committed.scan(store)
+    assert len(found) == 5
+    matches = {m.run.label: m for m in reproduce.matches(runs, found)}
+    seed0, seed1 = matches["mnist/zskd_seed0"], matches["mnist/zskd_seed1"]
+    assert seed0.source.path == f"{store}/zskd/seed0/results.json"
+    assert [c.path for c in seed0.duplicates] == [f"{store}/zskd/seed0_copy/results.json"]
+    assert seed1.source is None
+    near = committed.near_text(*seed1.near[0])
+    assert "finetune_epochs 100 (planned 1000)" in near and "student stage" in near
+    assert matches["mnist/student_ce_seed0"].source is None
+    assert "epochs 30 (planned 200)" in committed.near_text(
+        *matches["mnist/student_ce_seed0"].near[0])
+    assert matches["mnist/student_ce_seed1"].source.path == \
+        f"{store}/real_data/student_seed1.json"
+    plan = "\n".join(reproduce.plan_lines(runs, matches.values(), found))
+    assert plan.startswith("6 runs: 0 finished, 2 imported, 0 started (resume), 4 to run")
+    assert f"[imported from {store}/zskd/seed0/results.json] {runs[0].command}" in plan
+    assert f"[to run] {runs[1].command}" in plan and "time: about" in plan
+    assert not os.path.exists(setup.root)  # planning copies nothing
+    imported = reproduce.import_matches(matches.values(), log=lambda line: None)
+    assert [r.label for r in imported] == ["mnist/zskd_seed0", "mnist/student_ce_seed1"]
+    called = []
+
+    def runner(run):
+        called.append(run.label)
+        assert not os.path.exists(f"{run.workdir}/student_history.csv")  # no stale copy
+        _finish(run, **({"value": 98.0} if "zskd" not in run.name else
+                        {"teacher": 99.17, "zskd": 96.0, "zskd_augmented": 98.5}))
+        return 0
+
+    reproduce.execute(runs, runner=runner, log=lambda line: None)
+    assert sorted(called) == ["mnist/student_ce_seed0", "mnist/student_kd_seed0",
+                              "mnist/student_kd_seed1", "mnist/zskd_seed1"]
+    workdir = runs[0].workdir
+    assert open(f"{workdir}/student_history.csv").read().startswith("student_history.csv of")
+    assert [r.status() for r in runs[2:4]] == ["finished", "imported"]  # Student-CE 0, 1
+    assert "student_seed1" in open(f"{runs[3].workdir}/lenet5_half_history.csv").read()
+    # the table names where the imported run came from and keeps its own command
+    json_path, md_path = reproduce.write(reproduce.item("table", 1), setup)
+    doc, md = json.loads(open(json_path).read()), open(md_path).read()
+    zskd = next(c for c in doc["cells"] if c.get("row", "").startswith("ZSKD without"))
+    assert zskd["ours"]["values"] == [{"seed": 0, "value": 97.0}, {"seed": 1, "value": 96.0}]
+    assert zskd["runs"][0]["status"] == "imported"
+    assert zskd["runs"][0]["imported_from"] == f"{store}/zskd/seed0/results.json"
+    assert zskd["runs"][0]["command"].endswith("--workdir=/elsewhere/seed0 --eval_every=50 "
+                                               "--seed=0")
+    assert f"imported from {store}/zskd/seed0/results.json, same settings as the planned " \
+           f"`{runs[0].command}`" in md and "--workdir=/elsewhere/seed0" in md
+    assert not reproduce.missing(doc)
+    # Figure 4 needs the transfer set: the imported run is made, its copies removed first
+    figure_runs = reproduce.item("figure", 4).runs(setup)
+    assert figure_runs[0].status() == "imported" and not figure_runs[0].done()
+    plan = "\n".join(reproduce.plan_lines(figure_runs))
+    assert "[to run]" in plan and "transfer set, which is not committed" in plan
+    reproduce.execute(figure_runs, runner=runner, log=lambda line: None)
+    assert called[-1] == "mnist/zskd_seed0" and figure_runs[0].status() == "finished"
+
+
+def test_of_several_matches_the_one_that_ran_like_the_plan_then_the_newest_is_imported(
+        tmp_path):
+    run = reproduce.zskd_run(_setup(tmp_path), "mnist", 0, prior="uniform")
+    flags = f"{_RECIPE_FLAGS} --prior=uniform --augment=false --workdir=/x"
+    for name, tensorflow, parallel in (("a", "2.18.1", 5), ("b", "2.16.1", 10),
+                                       ("c", "2.15.0", 10)):
+        _committed_zskd(tmp_path / name, 0, flags, tensorflow, parallel_batches=parallel,
+                        prior="uniform", augment=False)
+    m = committed.match(run, committed.scan(tmp_path))
+    assert m.source.path == str(tmp_path / "b" / "results.json")  # crafted 1,000 at once
+    assert committed.duplicates_text(m) == (
+        f"{tmp_path}/c/results.json, {tmp_path}/a/results.json "
+        "(parallel_batches 5 (planned 10))")
+
+
+def test_a_workdir_is_judged_by_settings_not_command_text(tmp_path):
+    setup = _setup(tmp_path)
+    run = reproduce.zskd_run(setup, "mnist", 0)
+
+    def holds(command, name="results.json"):
+        for old in ("results.json", "config.json"):
+            if os.path.exists(f"{run.workdir}/{old}"):
+                os.remove(f"{run.workdir}/{old}")
+        io_utils.write_json(f"{run.workdir}/{name}", {"command": command})
+        return run.conflict()
+
+    # the preset's values given as flags, another workdir, data and monitoring: same run
+    assert holds("python -m experiments.mnist_zskd --preset=reproduce --student_epochs=200 "
+                 "--finetune_epochs=1000 --init=normal --beta=1.0,0.1 --eval_every=50 "
+                 "--craft_processes=1 --workdir=/old/place --data_dir=/data --seed=0") is None
+    assert holds("python -m experiments.mnist_zskd --seed=0 --workdir=/x",
+                 "config.json") is None  # a started one: resumed
+    message = holds("python -m experiments.mnist_zskd --student_epochs=300 --seed=0 "
+                    "--workdir=/x")
+    assert "holds a run made with other settings (student_epochs 300 (planned 200)" in message
+    message = holds("python -m experiments.mnist_zskd --preset=paper --workdir=/x",
+                    "config.json")
+    assert "teacher mnist_lenet5.keras (planned mnist_lenet5_wd.keras)" in message
+    assert "pixel minmax (planned clip_end)" in message
+    io_utils.write_json(f"{run.workdir}/results.json", {  # same file name, other teacher
+        "command": "python -m experiments.mnist_zskd --workdir=/x",
+        "teacher": {"source": "/elsewhere/mnist_lenet5_wd.keras", "test_accuracy": 98.0}})
+    assert "teacher test accuracy 98 (planned 99.17)" in run.conflict()
+    with pytest.raises(reproduce.Conflict, match="finetune_epochs 100"):
+        holds("python -m experiments.mnist_zskd --finetune_epochs=100 --workdir=/x")
+        reproduce.execute([run], runner=lambda r: 0 / 0, log=lambda line: None)
+    ce = reproduce.student_ce_run(setup, "mnist", 1)
+    io_utils.write_json(f"{ce.workdir}/config.json", {
+        "command": "python -m experiments.train_teacher --dataset=mnist --model=lenet5_half "
+                   "--epochs=200 --teacher_lr=0.001 --seed=1 --workdir=/y"})
+    assert ce.conflict() is None
+    io_utils.write_json(f"{ce.workdir}/config.json", {
+        "command": "python -m experiments.train_teacher --dataset=mnist --model=lenet5_half "
+                   "--weight_decay=1e-4 --seed=1 --workdir=/y"})
+    assert "weight_decay 0.0001 (planned 0)" in ce.conflict()
+
+
+def test_import_results_flag_imports_and_builds_without_running(tmp_path):
+    store, root = tmp_path / "committed", tmp_path / "root"
+    _committed_zskd(store / "uniform", 0, f"{_RECIPE_FLAGS} --prior=uniform --augment=false "
+                    "--workdir=/elsewhere/u", prior="uniform", augment=False)
+    args = ["--table=7", "--datasets=mnist", "--seeds=0", f"--workdir={root}",
+            f"--import_results={store}"]
+    proc = run_module("experiments.reproduce", "--dry_run", *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"[imported from {store}/uniform/results.json] python -m experiments.mnist_zskd " \
+           "--preset=reproduce --prior=uniform --noaugment --seed=0" in proc.stdout
+    assert "[to run] python -m experiments.mnist_zskd --preset=reproduce --seed=0" in proc.stdout
+    assert not root.exists()
+    proc = run_module("experiments.reproduce", "--only_existing", *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "mnist/zskd_uniform_seed0: imported from" in proc.stderr
+    doc = json.loads((root / "table_7.json").read_text())
+    uniform = next(c for c in doc["cells"] if c["column"] == "uniform prior")
+    assert uniform["ours"]["values"] == [{"seed": 0, "value": 97.0}]
+    assert reproduce.missing(doc) == ["mnist/zskd_seed0"]
+
+
+def test_figure_titles_name_the_budget_once(tmp_path):
+    for budget in (reproduce.FULL, reproduce.REDUCED):
+        doc = reproduce._header(_setup(tmp_path, budget=budget), "figure", 1, "similarity")
+        title = reproduce._figure_title(doc)
+        assert title.lower().count("budget") == 1, title
+    assert "x0.1, 20 distillation" in title and "not comparable" in title
 
 
 def test_reduced_budget_end_to_end(tmp_path, tiny_teacher):
@@ -158,7 +359,7 @@ def test_dry_run_prints_every_command_and_runs_nothing(tmp_path):
             setup = reproduce.Setup(root=str(root), budget=reproduce.REDUCED)
             runs = reproduce.unique(reproduce.item(kind, n).runs(setup))
             for run in runs:
-                assert f"[missing] {run.command}" in proc.stdout
+                assert f"[to run] {run.command}" in proc.stdout
             if not runs:
                 assert "no runs needed" in proc.stdout
             assert f"would write {root}/{kind}_{n}.json" in proc.stdout

@@ -9,7 +9,10 @@ every other setting comes from the preset and ``zskd_tf.config`` as in any run. 
 has its own workdir, ``ROOT/<data set>/<run>_seed<seed>`` (``<run>``: ``zskd``,
 ``zskd_uniform``, ``zskd_600``, ``class_600``, ``student_ce``, ``student_kd``,
 ``student_kd_600``..., with the size it runs at), so it resumes like any run and records
-its exact command; a run whose ``results.json`` exists is reused.
+its exact command; a run whose ``results.json`` exists is reused. Each run carries its
+``committed.Settings``: a run on disk is the same run when its settings agree, whatever
+its command text, and a committed one can be imported into the run's workdir
+(``matches``, ``import_matches``).
 
 A built table or figure holds, per cell: the paper's number, ours (mean and sample
 standard deviation over seeds of the final-epoch test accuracy, and each seed's value),
@@ -25,6 +28,7 @@ import statistics
 import subprocess
 import sys
 
+from zskd_tf import committed
 from zskd_tf import config as config_lib
 from zskd_tf import io_utils
 from zskd_tf import paper
@@ -40,6 +44,9 @@ DEFAULT_SEEDS = (0, 1, 2)
 
 # ------------------------------------------------------------------------------ budgets
 
+_QUICK = "a quick look, not comparable with the paper"
+
+
 @dataclasses.dataclass(frozen=True)
 class Budget:
     """How much each run does. ``full``: the preset's settings. ``reduced``: a quick look,
@@ -54,14 +61,21 @@ class Budget:
 
     def describe(self):
         if self.name == "full":
-            return "full budget (the preset's settings)"
-        return (f"REDUCED budget (a quick look, not comparable with the paper): transfer "
-                f"sets and real-data subsets x{self.impressions_scale:g}, "
+            return f"full budget ({self.details()})"
+        return f"REDUCED budget ({_QUICK}): {self._sizes()}"
+
+    def details(self):
+        """What the budget does, without its name (figure titles name it already)."""
+        return "the preset's settings" if self.name == "full" else f"{_QUICK}: {self._sizes()}"
+
+    def _sizes(self):
+        return (f"transfer sets and real-data subsets x{self.impressions_scale:g}, "
                 f"{self.student_epochs} distillation + {self.finetune_epochs} fine-tuning "
                 f"epochs, {self.real_data_epochs} epochs for Student-CE and Student-KD")
 
     def as_dict(self):
-        return {**dataclasses.asdict(self), "description": self.describe()}
+        return {**dataclasses.asdict(self), "description": self.describe(),
+                "details": self.details()}
 
 
 FULL = Budget("full")
@@ -115,12 +129,18 @@ class Setup:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One command of an existing binary, in its own workdir."""
+    """One command of an existing binary, in its own workdir. ``settings``: what defines
+    its result (``committed.Settings``), by which a run on disk is judged the same run;
+    ``needs_transfer_set``: the item needs the run's transfer set, not only its record
+    (Figure 4), so an imported record does not finish it."""
     dataset: str
     name: str     # e.g. zskd, zskd_uniform, student_kd_600
     seed: int
     argv: tuple   # "python", "-m", module, flags...
     workdir: str
+    settings: committed.Settings = dataclasses.field(default=None, compare=False,
+                                                     repr=False)
+    needs_transfer_set: bool = False
 
     @property
     def label(self):
@@ -135,45 +155,67 @@ class Run:
         path = os.path.join(self.workdir, "results.json")
         return io_utils.read_json(path) if os.path.exists(path) else None
 
+    def imported(self):
+        """Where the run's results.json was imported from (``committed.imported``), or
+        None."""
+        return committed.imported(self.workdir)
+
     def status(self):
+        """finished, imported (a committed run's record copied in: finished, but without
+        its models and transfer set), started or missing."""
         if os.path.exists(os.path.join(self.workdir, "results.json")):
-            return "finished"
+            return "imported" if self.imported() else "finished"
         if os.path.exists(os.path.join(self.workdir, "config.json")):
             return "started"
         return "missing"
 
+    def done(self):
+        """Whether nothing is left to run: finished, or imported when the record is all
+        the item needs."""
+        status = self.status()
+        return status == "finished" or (status == "imported" and not self.needs_transfer_set)
+
     def conflict(self):
-        """Why this workdir cannot hold this run (it holds one made by another command:
-        other settings, preset or budget), or None. --data_dir is not compared."""
+        """Why this workdir cannot hold this run (it holds one made with other settings:
+        other preset, budget, teacher...; named), or None. Settings are compared, not
+        command text: another --workdir, --data_dir or a flag giving a preset's value
+        is the same run."""
         for name in ("results.json", "config.json"):
             path = os.path.join(self.workdir, name)
             if os.path.exists(path):
-                recorded = io_utils.read_json(path).get("command", "")
-                if _comparable(recorded) != _comparable(self.command):
-                    return (f"{self.workdir} holds a run made by another command "
-                            f"({recorded}), not {self.command}: use another --workdir")
+                record = io_utils.read_json(path)
+                diffs = committed.differences(self.settings, committed.of_record(record))
+                if diffs:
+                    return (f"{self.workdir} holds a run made with other settings "
+                            f"({committed.describe(diffs)}; its command: "
+                            f"{record.get('command', '')}), not {self.command}: use "
+                            "another --workdir")
                 return None
         return None
 
     def record(self):
         """What a table or figure records about the run: its command as the finished run
-        recorded it, else as it would be run."""
+        recorded it (an imported run's own command, with where it came from and the
+        planned command), else as it would be run."""
         results = self.results()
         command = results.get("command", self.command) if results else self.command
-        return {"run": self.label, "seed": self.seed, "status": self.status(),
-                "workdir": self.workdir, "command": command}
+        out = {"run": self.label, "seed": self.seed, "status": self.status(),
+               "workdir": self.workdir, "command": command}
+        info = self.imported()
+        if info:
+            out.update(imported_from=info["source"], planned_command=self.command)
+        return out
 
 
-def _comparable(command):
-    words = shlex.split(command)
-    return [w for w in words[1:] if not w.startswith("--data_dir=")]
+FINISHED = ("finished", "imported")  # statuses whose results.json a table reads
+NO_TRANSFER_SET = "imported: its transfer set is not committed, a real run is needed"
 
 
-def _run(setup, dataset, name, seed, module, flags):
+def _run(setup, dataset, name, seed, module, flags, settings):
     workdir = os.path.join(os.path.abspath(setup.root), dataset, f"{name}_seed{seed}")
     extra = [f"--data_dir={os.path.abspath(setup.data_dir)}"] if setup.data_dir else []
     argv = ("python", "-m", module, *flags, f"--seed={seed}", f"--workdir={workdir}", *extra)
-    return Run(dataset, name, seed, argv, workdir)
+    return Run(dataset, name, seed, argv, workdir, settings)
 
 
 def zskd_run(setup, dataset, seed, num_impressions=None, prior=None, impressions=None):
@@ -187,49 +229,52 @@ def zskd_run(setup, dataset, seed, num_impressions=None, prior=None, impressions
     variant = num_impressions is not None or prior is not None or impressions is not None
     n = setup.size(dataset, num_impressions or headline)
     name = "class" if impressions == "class" else "zskd"
-    flags = [f"--preset={setup.preset}"]
     if num_impressions is not None:
         name += f"_{n}"
-    if num_impressions is not None or n != headline:
-        flags.append(f"--num_impressions={n}")
     if prior is not None:
-        flags.append(f"--prior={prior}")
         name += f"_{prior}"
-    if impressions is not None:
-        flags.append(f"--impressions={impressions}")
-    if variant:
-        flags.append("--noaugment")
-    b = setup.budget
-    if b.student_epochs:
-        flags.append(f"--student_epochs={b.student_epochs}")
-    if not variant and b.finetune_epochs:
-        flags.append(f"--finetune_epochs={b.finetune_epochs}")
-    teacher, given = setup.teacher(dataset)
-    if given:
+    given, b = {}, setup.budget  # the settings the run's flags give, in flag order
+    if num_impressions is not None or n != headline:
+        given["num_impressions"] = n
+    for key, value in (("prior", prior), ("impressions", impressions),
+                       ("augment", False if variant else None),
+                       ("student_epochs", b.student_epochs),
+                       ("finetune_epochs", None if variant else b.finetune_epochs)):
+        if value is not None:
+            given[key] = value
+    flags = [f"--preset={setup.preset}"] + [
+        f"--no{k}" if v is False else f"--{k}={v}" for k, v in given.items()]
+    teacher, teacher_given = setup.teacher(dataset)
+    if teacher_given:
         flags.append(f"--teacher={teacher}")
-    return _run(setup, dataset, name, seed, f"experiments.{dataset}_zskd", flags)
+    settings = committed.zskd(dataset, setup.preset, seed, teacher, given, teacher_given)
+    return _run(setup, dataset, name, seed, f"experiments.{dataset}_zskd", flags, settings)
 
 
 def student_ce_run(setup, dataset, seed):
     """Student-CE: the student trained with cross-entropy on the real training data."""
-    flags = [f"--dataset={dataset}", f"--model={paper.SETUPS[dataset].student}"]
-    if setup.budget.real_data_epochs:
-        flags.append(f"--teacher_epochs={setup.budget.real_data_epochs}")
-    return _run(setup, dataset, "student_ce", seed, "experiments.train_teacher", flags)
+    model, epochs = paper.SETUPS[dataset].student, setup.budget.real_data_epochs
+    flags = [f"--dataset={dataset}", f"--model={model}"]
+    if epochs:
+        flags.append(f"--teacher_epochs={epochs}")
+    return _run(setup, dataset, "student_ce", seed, "experiments.train_teacher", flags,
+                committed.train_teacher(dataset, seed, model, epochs))
 
 
 def student_kd_run(setup, dataset, seed, num_samples=None):
     """Student-KD from the preset's teacher on the real training data (``num_samples``:
     a class-balanced subset of that many images, scaled by the budget)."""
-    flags = [f"--dataset={dataset}", f"--teacher={setup.teacher(dataset)[0]}"]
+    teacher, epochs = setup.teacher(dataset)[0], setup.budget.real_data_epochs
+    flags = [f"--dataset={dataset}", f"--teacher={teacher}"]
     name = "student_kd"
     if num_samples is not None:
         num_samples = setup.size(dataset, num_samples)
         flags.append(f"--num_samples={num_samples}")
         name += f"_{num_samples}"
-    if setup.budget.real_data_epochs:
-        flags.append(f"--student_epochs={setup.budget.real_data_epochs}")
-    return _run(setup, dataset, name, seed, "experiments.student_kd", flags)
+    if epochs:
+        flags.append(f"--student_epochs={epochs}")
+    return _run(setup, dataset, name, seed, "experiments.student_kd", flags,
+                committed.student_kd(dataset, seed, teacher, epochs, num_samples))
 
 
 def unique(runs):
@@ -250,19 +295,44 @@ def run_subprocess(run):
 
 
 def conflicts(runs):
-    """Messages for runs whose workdir holds a run made by another command."""
+    """Messages for runs whose workdir holds a run made with other settings."""
     return [m for m in (run.conflict() for run in unique(runs)) if m]
 
 
 class Conflict(RuntimeError):
-    """A run's workdir holds a run made by another command."""
+    """A run's workdir holds a run made with other settings."""
+
+
+def matches(runs, found):
+    """``committed.Match`` of each of ``runs`` not done yet among ``found`` (committed
+    runs, ``committed.scan``): the one to import, duplicates, near misses."""
+    return [committed.match(run, found) for run in unique(runs) if not run.done()
+            and run.status() != "imported"]
+
+
+def import_matches(found_matches, log=print):
+    """Copies each match's committed run into its planned run's workdir (results.json,
+    history CSVs, run.log, transfer_set_manifest.json; ``imported.json`` says from where):
+    an imported run counts as finished. Returns the runs imported."""
+    done = []
+    for m in found_matches:
+        if m.source is None or m.run.status() not in ("missing", "started"):
+            continue
+        committed.import_into(m, m.run.workdir)
+        log(f"{m.run.label}: imported from {m.source.shown} (its command: "
+            f"{m.source.record.get('command')})"
+            + (f"; same settings, not used: {committed.duplicates_text(m)}"
+               if m.duplicates else ""))
+        done.append(m.run)
+    return done
 
 
 def execute(runs, runner=run_subprocess, log=print):
-    """Runs each of ``runs`` one after another, skipping finished ones (results.json
-    exists); a started one resumes, because its binary resumes. Raises Conflict (before
-    running anything) if a workdir holds another command's run, RunFailed if a run
-    fails."""
+    """Runs each of ``runs`` one after another, skipping done ones (finished, or imported
+    when its record is all the item needs); a started one resumes, because its binary
+    resumes; an imported one whose transfer set is needed (Figure 4) loses its copied
+    files and runs. Raises Conflict (before running anything) if a workdir holds a run
+    made with other settings, RunFailed if a run fails."""
     runs = unique(runs)
     problems = conflicts(runs)
     if problems:
@@ -270,9 +340,13 @@ def execute(runs, runner=run_subprocess, log=print):
                                       else ""))
     for i, run in enumerate(runs, 1):
         status = run.status()
-        if status == "finished":
-            log(f"run {i} of {len(runs)}: {run.label}: finished, reused")
+        if run.done():
+            log(f"run {i} of {len(runs)}: {run.label}: {status}, reused")
             continue
+        if status == "imported":
+            committed.remove_import(run.workdir)
+            log(f"run {i} of {len(runs)}: {run.label}: imported without its transfer set, "
+                "which this needs: the copied files are removed and the run made")
         log(f"run {i} of {len(runs)}: {run.label}: "
             f"{'resuming' if status == 'started' else 'starting'}: {run.command}")
         code = runner(run)
@@ -281,14 +355,66 @@ def execute(runs, runner=run_subprocess, log=print):
                             "rerunning resumes it")
 
 
-def plan_lines(runs):
-    """One line per run: its status and command (what --dry_run prints)."""
+def _plan_state(run, m):
+    """What happens to ``run``: finished, imported from PATH, started (resumes), to run;
+    and the lines that explain it."""
+    status, info = run.status(), run.imported()
+    if run.done():
+        if info:
+            return f"imported from {info['source']}", [f"its command: {info['command']}"] + (
+                [f"how it ran differs: {info['run_only_differences']}"]
+                if info.get("run_only_differences") else [])
+        return "finished", []
+    if m and m.source:
+        run_only = committed.run_only_differences(run.settings, m.source.settings)
+        return f"imported from {m.source.shown}", [
+            f"its command: {m.source.record.get('command')}"] + (
+            [f"same settings, not used: {committed.duplicates_text(m)}"]
+            if m.duplicates else []) + (
+            [f"how it ran differs: {committed.describe(run_only)} ({committed.RUN_ONLY_NOTE})"]
+            if run_only else [])
+    notes = [m.note] if m and m.note else []
+    if status == "imported":
+        notes.append(f"imported from {info['source']}, but this needs the run's transfer "
+                     "set, which is not committed: a real run is needed")
+    notes += [f"near miss, not imported: {committed.near_text(c, d)}"
+              for c, d in (m.near if m else ())]
+    return ("started (resumes)" if status == "started" else "to run"), notes
+
+
+def plan_lines(runs, found_matches=(), timed=()):
+    """What --dry_run prints (and a run logs): per run "[finished]", "[imported from
+    PATH]", "[started (resumes)]" or "[to run]" and its command, with an imported run's
+    own command, duplicates, near misses and the estimated time of each run still to
+    do (from ``timed``: committed records, ``committed.scan``), then the totals."""
     runs = unique(runs)
     if not runs:
         return ["no runs needed"]
-    to_run = sum(run.status() != "finished" for run in runs)
-    lines = [f"{len(runs)} runs, {len(runs) - to_run} finished (reused), {to_run} to run:"]
-    return lines + [f"[{run.status()}] {run.command}" for run in runs]
+    by_workdir = {m.run.workdir: m for m in found_matches}
+    lines, counts, seconds, unknown = [], {}, 0.0, []
+    for run in runs:
+        state, notes = _plan_state(run, by_workdir.get(run.workdir))
+        word = state.split(" ", 1)[0]  # finished, imported, started, to (run)
+        counts[word] = counts.get(word, 0) + 1
+        if word in ("started", "to"):
+            time, basis = committed.estimate(run.settings, timed)
+            if time is None:
+                unknown.append(run.label)
+                notes.append(f"time: unknown ({basis})")
+            else:
+                seconds += time
+                notes.append(f"time: about {time / 3600:.1f} h ({basis})"
+                             + ("; less, as it resumes" if word == "started" else ""))
+        lines += [f"[{state}] {run.command}"] + [f"    {n}" for n in notes]
+    left = counts.get("started", 0) + counts.get("to", 0)
+    head = (f"{len(runs)} run{'s' * (len(runs) > 1)}: {counts.get('finished', 0)} finished, "
+            f"{counts.get('imported', 0)} imported, {counts.get('started', 0)} started "
+            f"(resume), {counts.get('to', 0)} to run")
+    if left:
+        head += (f"; the {left} left would take about {seconds / 3600:.1f} h on 2 shared CPU "
+                 "cores (the committed records' crafting and epoch times)"
+                 + (f", and more: no estimate for {', '.join(unknown)}" if unknown else ""))
+    return [head + ":"] + lines
 
 
 # -------------------------------------------------------------------------------- cells
@@ -362,7 +488,7 @@ def teacher_cell(setup, dataset, zskd_runs):
         c["runs"] = [{"run": "committed record", "status": "finished",
                       "record": os.path.relpath(record, REPO), "command": r["command"]}]
         return c
-    finished = [run for run in zskd_runs if run.status() == "finished"][:1]
+    finished = [run for run in zskd_runs if run.status() in FINISHED][:1]
     values = [{"seed": None, "value": run.results()[records.TEACHER][records.TEST_ACCURACY]}
               for run in finished]
     return cell(setup, reported, source_table, finished or zskd_runs[:1], values=values,
@@ -383,7 +509,7 @@ def ours_text(c):
     else:
         text = (f"{ours['mean']:.2f} ± {ours['sd']:.2f} (seeds "
                 + ", ".join(f"{v['seed']}: {v['value']:.2f}" for v in ours["values"]) + ")")
-    missing = [r["seed"] for r in c["runs"] if r["status"] != "finished"
+    missing = [r["seed"] for r in c["runs"] if r["status"] not in FINISHED
                and r.get("seed") is not None]
     if missing:
         text += f"; missing seed {', '.join(map(str, missing))}"
@@ -578,15 +704,24 @@ def render_markdown(doc, render):
         lines += [doc["note"], ""]
     if runs:
         lines += ["## Runs", ""]
-        lines += [f"- `{name}` ({r['status']}): `{r['command']}`" for name, r in runs.items()]
+        lines += [f"- `{name}` ({_run_status(r)}): `{r['command']}`"
+                  for name, r in runs.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _run_status(r):
+    if r.get("imported_from"):
+        return (f"imported from {r['imported_from']}, same settings as the planned "
+                f"`{r['planned_command']}`; its own command")
+    return r["status"]
 
 
 # ------------------------------------------------------------------------------ figures
 
 def _figure_title(doc):
-    return f"{doc['title']}\n{doc['budget']['description']}"
+    """The title (which names the budget) and what the budget does, said once."""
+    return f"{doc['title']}\n{doc['budget']['details']}"
 
 
 def _figure_1(setup):
@@ -684,7 +819,8 @@ def _render_sweep(doc, path):
 
 
 def _figure_4_runs(setup):
-    return [zskd_run(setup, d, setup.seeds[0]) for d in setup.datasets]
+    return [dataclasses.replace(zskd_run(setup, d, setup.seeds[0]), needs_transfer_set=True)
+            for d in setup.datasets]
 
 
 def _figure_4(setup):
@@ -698,8 +834,9 @@ def _figure_4(setup):
         names = data_lib.CLASS_NAMES[run.dataset]
         panel = {"dataset": run.dataset, "transfer_set": transfer, "class_names": list(names),
                  "impressions": [], "status": run.status(), "runs": [run.record()]}
-        if run.status() == "finished" and os.path.exists(os.path.join(transfer,
-                                                                      "manifest.json")):
+        if run.status() == "imported" and not run.done():
+            panel["status"] = panel["runs"][0]["status"] = NO_TRANSFER_SET
+        elif run.done() and os.path.exists(os.path.join(transfer, "manifest.json")):
             _, targets, classes, index = report.impression_picks(transfer)
             for t, c, i in zip(targets, classes, index):
                 top = [int(k) for k in (-t).argsort()[:2]]
@@ -717,7 +854,7 @@ def _render_figure_4(doc, path):
     for p in doc["panels"]:
         grid = report.impression_picks(p["transfer_set"])[:3] if p["impressions"] else None
         panels.append((f"{NAMES[p['dataset']]} ({p['runs'][0]['run']}"
-                       + (")" if grid else ": missing)"), grid, p["class_names"]))
+                       + (")" if grid else f": {p['status']})"), grid, p["class_names"]))
     return report.save_figure(report.impression_panels_figure(panels, _figure_title(doc)),
                               path)
 
@@ -793,5 +930,5 @@ def write(it, setup):
 def missing(doc):
     """Labels of the runs a built item lacks."""
     runs = [r for c in doc.get("cells", doc.get("panels", ())) for r in c.get("runs", ())]
-    return sorted({r["run"] for r in runs if r["status"] != "finished"})
+    return sorted({r["run"] for r in runs if r["status"] not in FINISHED})
 
