@@ -1,11 +1,19 @@
-r"""Collects committed run results into results/README.md, beside the paper's numbers.
+r"""Writes the results pages from the committed JSON.
 
     python -m experiments.summarize [--results_dir=results]
 
-Reads ``results/real_data/*.json`` (from ``experiments.train_teacher``),
-``results/zskd/*/results.json`` (from the ``*_zskd`` binaries) and
-``results/arbitrary/*/results.json`` (from ``experiments.arbitrary_transfer``). Only
-numbers found in those files are printed.
+``results/README.md``, the reader's page: a summary table, then each of the paper's
+tables and figures in its order, ours beside the paper's, from ``results/paper/*.json``
+(written by ``experiments.reproduce``; an item without a JSON is shown as not run yet,
+with the command that makes it), each followed by its hand-written paragraph from
+``results/paper/notes/<table|figure>_<N>.md``.
+
+``results/RUNS.md``, every committed run: ``results/real_data/*.json`` (from
+``experiments.train_teacher``), ``results/zskd/*/results.json`` (from the ``*_zskd``
+binaries) and ``results/arbitrary/*/results.json`` (from
+``experiments.arbitrary_transfer``), runs repeated over seeds, and training curves.
+
+Only numbers found in those files are printed.
 """
 import glob
 import json
@@ -15,6 +23,7 @@ import statistics
 from absl import app
 from absl import flags
 
+from zskd_tf import config
 from zskd_tf import io_utils
 from zskd_tf import paper
 from zskd_tf import records
@@ -258,16 +267,340 @@ def _teacher_file(r):
     return os.path.basename(source)
 
 
+# ------------------------------------------------------------------ the reader's page
+
+# The paper's tables and figures, in its order, with a heading each.
+_ITEMS = (
+    ("table", 1, "MNIST: Teacher-CE, Student-CE, Student-KD and ZSKD"),
+    ("table", 2, "Fashion-MNIST: Teacher-CE, Student-CE, Student-KD and ZSKD"),
+    ("table", 3, "CIFAR-10: Teacher-CE, Student-CE, Student-KD and ZSKD"),
+    ("table", 4, "LeNet-5 and LeNet-5-Half, layer by layer (appendix)"),
+    ("table", 5, "AlexNet and AlexNet-Half, layer by layer (appendix)"),
+    ("table", 6, "ZSKD without and with augmentation"),
+    ("table", 7, "Uniform against class-similarity prior (without augmentation)"),
+    ("figure", 1, "Class similarity of each teacher's final layer"),
+    ("figure", 2, "Data Impressions against real training images, by transfer-set size"),
+    ("figure", 3, "Data Impressions against Class Impressions, by transfer-set size"),
+    ("figure", 4, "Data Impressions, three per class"),
+)
+_MODELS = {"lenet5": "LeNet-5", "lenet5_half": "LeNet-5-Half", "alexnet": "AlexNet",
+           "alexnet_half": "AlexNet-Half"}
+_TABLE_DATASET = {n: d for d, n in paper.TABLE_OF.items()}
+# What a table compares per data set: its words, and the paper's rows for the two numbers.
+_PAIR = {n: ("ZSKD without / with augmentation", (records.ZSKD, records.ZSKD_AUGMENTED))
+         for n in (1, 2, 3, 6)}
+_PAIR[7] = ("uniform / class-similarity prior", (records.ZSKD_UNIFORM_PRIOR, records.ZSKD))
+# What a figure shows, and what the paper gives of it.
+_FIGURES = {
+    1: ("class-similarity matrix", "an image (CIFAR-10), no numbers"),
+    2: ("test % against transfer-set size", "a plot; one number: the headline point (Table 6)"),
+    3: ("test % against transfer-set size", "a plot; one number: the headline point (Table 6)"),
+    4: ("three impressions per class", "images (CIFAR-10), no numbers"),
+}
+# Items with runs that may be among the committed ones (--import_results finds them).
+_IMPORTABLE = {("table", n) for n in (1, 2, 3, 6, 7)} | {("figure", 2), ("figure", 3)}
+
+
+def _datasets(kind, number):
+    """The data sets an item covers: Tables 1-3 one each, Tables 4, 5 none (models)."""
+    if kind == "table" and number in _TABLE_DATASET:
+        return [_TABLE_DATASET[number]]
+    if kind == "table" and number in paper.ARCHITECTURE_TABLES:
+        return []
+    return list(config.DATASETS)
+
+
+def reproduce_command(kind, number, datasets=None):
+    """The ``experiments.reproduce`` command that builds an item (for ``datasets`` only,
+    where given)."""
+    flags = [f"--{kind}={number}"]
+    if datasets:
+        flags.append("--datasets=" + ",".join(datasets))
+    if (kind, number) in _IMPORTABLE:
+        flags.append("--import_results=results")
+    return " ".join(["python -m experiments.reproduce", *flags, "--workdir=runs/paper"])
+
+
+def _signed(value):
+    return "-" if value is None else f"{value:+.2f}"
+
+
+def _ours(c, seeds=True):
+    """A cell's result: mean ± sd (n seeds), one seed's value, or why there is none."""
+    ours = c.get("ours")
+    if ours is None:
+        return c.get("status", "-")
+    if not ours["n"]:
+        return "missing"
+    if ours["n"] == 1:
+        seed = ours["values"][0]["seed"]
+        return f"{ours['mean']:.2f}" + ("" if seed is None or not seeds else f" (seed {seed})")
+    return f"{ours['mean']:.2f} ± {ours['sd']:.2f}" + (f" ({ours['n']} seeds)" if seeds else "")
+
+
+def _ours_pair(cells):
+    """Two cells' results, the number of seeds said once where it is the same."""
+    counts = {(c.get("ours") or {}).get("n") for c in cells}
+    if len(counts) == 1 and counts.pop() and all(c["ours"]["n"] > 1 for c in cells):
+        return " / ".join(_ours(c, seeds=False) for c in cells) + \
+            f" ({cells[0]['ours']['n']} seeds)"
+    return " / ".join(_ours(c) for c in cells)
+
+
+def _run_link(source):
+    """A committed run's folder (or record), linked from this folder."""
+    shown = source[len("results/"):] if source.startswith("results/") else source
+    folder = os.path.dirname(shown) if shown.endswith("results.json") else shown
+    return f"[{os.path.basename(folder)}]({folder})"
+
+
+def _origin(runs):
+    """Where runs came from: the committed runs or records imported (linked), how many
+    ``experiments.reproduce`` ran, how many are missing."""
+    parts, ran, missing = [], 0, 0
+    for r in runs:
+        source = r.get("imported_from") or r.get("record")
+        if source:
+            parts.append(_run_link(source))
+        elif r.get("status") in ("finished", "imported"):
+            ran += 1
+        else:
+            missing += 1
+    if ran:
+        parts.append(f"{ran} run{'s' * (ran > 1)} by experiments.reproduce")
+    if missing:
+        parts.append(f"{missing} not run")
+    return ", ".join(parts) or "-"
+
+
+def _status(cells, doc):
+    """complete / partial / not run yet over the cells that are run, then the budget
+    unless full, then where the runs came from."""
+    states = {c["status"] for c in cells if c.get("status") != "cited, not run"}
+    state = ("complete" if states == {"complete"} else "not run yet" if states <= {"missing"}
+             else "partial")
+    budget = doc.get("budget", {}).get("name", "?")
+    if budget != "full":
+        state += f", {budget.upper()} budget"
+    runs = [r for c in cells for r in c.get("runs", ())]
+    imported = sum(bool(r.get("imported_from") or r.get("record")) for r in runs)
+    if runs and imported == len(runs):
+        return state + ", committed runs imported"
+    return state + (f", {imported} of {len(runs)} runs imported" if imported else "")
+
+
+def _load_paper(results_dir):
+    """{(kind, number): the item's JSON} of results_dir/paper/."""
+    docs = {}
+    for path in glob.glob(os.path.join(results_dir, "paper", "*_*.json")):
+        kind, _, number = os.path.basename(path)[:-len(".json")].partition("_")
+        if kind in ("table", "figure") and number.isdigit():
+            with open(path) as f:
+                docs[(kind, int(number))] = json.load(f)
+    return docs
+
+
+def _compared_cells(doc, dataset):
+    """The cells of ``dataset`` a summary row compares: a table's two columns (Tables 6,
+    7) or its two ZSKD rows (Tables 1-3)."""
+    return [c for c in doc.get("cells", ()) if c.get("dataset") == dataset
+            and ("column" in c or str(c.get("row", "")).startswith("ZSKD"))]
+
+
+def _relative(c):
+    """Our parameter count against the text's: the difference and its percentage."""
+    if not c["difference"]:
+        return "0"
+    stated = c["parameters"] - c["difference"]
+    return f"{c['difference']:+,g} ({100.0 * c['difference'] / stated:+.1f}%)"
+
+
+def _shapes(doc):
+    """(layers with a shape in the appendix, those whose shape differs from ours)."""
+    shaped = [c for c in doc["cells"] if c["layer"] != "total parameters"
+              and c["match"] != "-"]
+    return shaped, [f"{c['model']} {c['layer']}" for c in shaped if c["match"] != "yes"]
+
+
+def _summary_rows(kind, number, doc):
+    """The summary table's rows of one item: one per data set (one for Tables 4, 5 and
+    Figures 1, 4)."""
+    label = f"{kind.capitalize()} {number}"
+    if kind == "table" and number in paper.ARCHITECTURE_TABLES:
+        models = paper.ARCHITECTURE_TABLES[number]
+        stated = " / ".join(f"{paper.PARAMETERS[m]:,g}" for m in models)
+        names = ", ".join(_MODELS.get(m, m) for m in models)
+        if doc is None:
+            return [[label, names, "parameters", stated, "-", "-", "not built yet"]]
+        totals = [c for c in doc["cells"] if c["layer"] == "total parameters"]
+        shaped, differ = _shapes(doc)
+        return [[label, names, "parameters", stated,
+                 " / ".join(f"{c['parameters']:,}" for c in totals),
+                 " / ".join(_relative(c) for c in totals),
+                 f"built (no runs); {len(shaped) - len(differ)} of {len(shaped)} layer "
+                 "shapes match"]]
+    if kind == "table":
+        compared, reported = _PAIR[number]
+        rows = []
+        for d in _datasets(kind, number):
+            cells = _compared_cells(doc, d) if doc is not None else []
+            if not cells:
+                rows.append([label, _NAMES[d], compared, " / ".join(
+                    f"{paper.REPORTED[d][r]:.2f}" for r in reported), "-", "-", "not run yet"])
+            else:
+                rows.append([label, _NAMES[d], compared,
+                             " / ".join(f"{c['paper']:.2f}" for c in cells), _ours_pair(cells),
+                             " / ".join(_signed(c["difference"]) for c in cells),
+                             _status(cells, doc)])
+        return rows
+    compared, given = _FIGURES[number]
+    if doc is None or "panels" in doc:
+        names = ", ".join(_NAMES[d] for d in _datasets(kind, number))
+        if doc is None:
+            return [[label, names, compared, given, "-", "-", "not run yet"]]
+        panels = doc["panels"]
+        done = [p for p in panels if p.get("similarity") or p.get("impressions")]
+        return [[label, ", ".join(_NAMES[p["dataset"]] for p in panels), compared, given,
+                 f"{len(done)} of {len(panels)} panels", "-",
+                 "complete" if len(done) == len(panels) else "partial"]]
+    rows = []
+    for d in dict.fromkeys(c["dataset"] for c in doc["cells"]):
+        cells = [c for c in doc["cells"] if c["dataset"] == d]
+        headline = [c for c in cells if c.get("paper") is not None]
+        rows.append([label, _NAMES[d], compared, given,
+                     f"{sum(bool(c['ours']['n']) for c in cells)} of {len(cells)} points"
+                     + "".join(f"; headline {_ours(c)}" for c in headline),
+                     " / ".join(_signed(c["difference"]) for c in headline) or "-",
+                     _status(cells, doc)])
+    return rows
+
+
+def _values_table(doc):
+    """Every cell of a table, or every point of a figure 2 or 3."""
+    rows = []
+    for c in doc["cells"]:
+        what = c.get("row") or c.get("column") or c.get("series", "")
+        if "size" in c:
+            what += f", {c['size']}"
+        values = (c.get("ours") or {}).get("values", [])
+        rows.append([_NAMES.get(c.get("dataset"), c.get("dataset")), what,
+                     "-" if c.get("paper") is None else f"{c['paper']:.2f}", _ours(c),
+                     ", ".join(f"{v['seed']}: {v['value']:.2f}" for v in values
+                               if v["seed"] is not None) or "-",
+                     _signed(c.get("difference")), c.get("budget", "-"),
+                     _origin(c.get("runs", ()))])
+    header = ["data set", "cell", "paper %", "ours %", "each seed", "ours - paper", "budget",
+              "runs from"]
+    return report.markdown_table(header, rows)
+
+
+def _layers_table(doc):
+    """Tables 4, 5: the parameter counts against the text's, and the shapes' tally."""
+    rows = [[_MODELS.get(c["model"], c["model"]), c["paper"].replace(" (the text)", ""),
+             f"{c['parameters']:,}", _relative(c), c["match"]]
+            for c in doc["cells"] if c["layer"] == "total parameters"]
+    shaped, differ = _shapes(doc)
+    return (report.markdown_table(["model", "parameters, the text", "ours", "ours - text",
+                                   "match"], rows)
+            + f"\nLayer output shapes against the appendix's table: "
+            f"{len(shaped) - len(differ)} of {len(shaped)} match"
+            + (f"; differ: {', '.join(differ)}" if differ else "") + ".\n")
+
+
+def _panels_table(doc):
+    """Figures 1, 4: which teacher or transfer set each panel comes from."""
+    rows = [[_NAMES.get(p["dataset"], p["dataset"]),
+             os.path.basename(p.get("teacher") or p.get("transfer_set") or "-"),
+             p.get("status", "-")] for p in doc["panels"]]
+    return report.markdown_table(["data set", "from", "status"], rows)
+
+
+def _built_lines(results_dir, kind, number, doc):
+    stem = f"{kind}_{number}"
+    parts = doc.get("cells", doc.get("panels", ()))
+    lines, has_runs = [], any(p.get("runs") for p in parts)
+    if has_runs:
+        lines += [f"Preset `{doc.get('preset', '-')}`; "
+                  f"{doc.get('budget', {}).get('description', '-')}; seeds "
+                  f"{', '.join(map(str, doc.get('seeds', [])))}. Final epoch, no model "
+                  "selection on the test set.", ""]
+    if "panels" in doc:
+        lines.append(_panels_table(doc))
+    elif kind == "table" and number in paper.ARCHITECTURE_TABLES:
+        lines.append(_layers_table(doc))
+    else:
+        lines.append(_values_table(doc))
+    if doc.get("note"):
+        lines += [doc["note"], ""]
+    if doc.get("png") and os.path.exists(os.path.join(results_dir, "paper", doc["png"])):
+        lines += [f"![{kind.capitalize()} {number}](paper/{doc['png']})", ""]
+    left = [d for d in _datasets(kind, number) if d not in doc.get("datasets", [])]
+    if left:
+        lines += [f"**Not run yet for {', '.join(_NAMES[d] for d in left)}:** "
+                  f"`{reproduce_command(kind, number, left)}`", ""]
+    files = [doc[k] for k in ("markdown", "png") if doc.get(k)] + [f"{stem}.json"]
+    lines += ["Output of `experiments.reproduce`"
+              + (", with every run's command" if has_runs else "") + ": "
+              + ", ".join(f"[paper/{name}](paper/{name})" for name in files) + ".", ""]
+    return lines
+
+
+def item_section(results_dir, kind, number, title, doc):
+    """One table's or figure's section: ours beside the paper's from its JSON, or "not
+    run yet" and the command that makes it; then the hand-written notes
+    (results_dir/paper/notes/<kind>_<number>.md)."""
+    lines = [f"## {kind.capitalize()} {number}: {title}", ""]
+    if doc is None:
+        lines += [f"**Not run yet:** `{reproduce_command(kind, number)}`", ""]
+    else:
+        lines += _built_lines(results_dir, kind, number, doc)
+    notes = os.path.join(results_dir, "paper", "notes", f"{kind}_{number}.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            lines += [f.read().strip(), ""]
+    return "\n".join(lines) + "\n"
+
+
+def reader_page(results_dir):
+    """results/README.md: a summary table, then each of the paper's tables and figures in
+    its order, ours beside the paper's (results/paper/*.json), with hand-written notes."""
+    docs = _load_paper(results_dir)
+    summary = [row for kind, number, _ in _ITEMS
+               for row in _summary_rows(kind, number, docs.get((kind, number)))]
+    header = ["item", "data set", "compared", "paper", "ours", "ours - paper", "status"]
+    return ("# Did it reproduce? The paper's tables and figures beside ours\n\n"
+            "Generated by `python -m experiments.summarize` from the JSON in [paper/](paper/), "
+            "which `python -m experiments.reproduce` writes; the paragraph under each section "
+            "is hand-written, in [paper/notes/](paper/notes/). Ours: final-epoch test "
+            "accuracy (%), mean ± sample standard deviation over seeds; nothing is selected "
+            "on the test set. Every committed run, including those no table uses yet: "
+            "[RUNS.md](RUNS.md); what each showed: [docs/NOTES.md](../docs/NOTES.md).\n\n"
+            + report.markdown_table(header, summary)
+            + "\nAn item not run yet: its command (below) writes `table_N.json` and `.md` (or "
+            "`figure_N.json` and `.png`) into `--workdir`; copied into `results/paper/`, it "
+            "shows here. `--dry_run` lists the runs and their estimated time.\n\n"
+            + "".join(item_section(results_dir, kind, number, title, docs.get((kind, number)))
+                      for kind, number, title in _ITEMS))
+
+
+def runs_page(results_dir):
+    """results/RUNS.md: every committed run, its repeated settings and curves."""
+    return ("# Every committed run\n\nGenerated by `python -m experiments.summarize` from "
+            "the JSON files in this folder; each JSON holds the exact command that produced "
+            "it. Machine: 2 CPU cores, no GPU. The paper's tables beside ours: "
+            "[README.md](README.md). What the columns mean, and what each run showed: the "
+            "research log, [docs/NOTES.md](../docs/NOTES.md).\n\n"
+            + real_data_section(results_dir) + zskd_section(results_dir)
+            + repeats_section(results_dir) + curve_figures(results_dir)
+            + arbitrary_section(results_dir))
+
+
 def main(argv):
     del argv
     d = FLAGS.results_dir
-    text = ("# Results\n\nGenerated by `python -m experiments.summarize` from the JSON files "
-            "in this folder; each JSON holds the exact command that produced it. Machine: "
-            "2 CPU cores, no GPU. What the columns mean, and what each run showed: the "
-            "research log, [docs/NOTES.md](../docs/NOTES.md).\n\n" + real_data_section(d)
-            + zskd_section(d) + repeats_section(d) + curve_figures(d) + arbitrary_section(d))
-    io_utils.write_text(os.path.join(d, "README.md"), text)
-    print(text)
+    for name, text in (("RUNS.md", runs_page(d)), ("README.md", reader_page(d))):
+        io_utils.write_text(os.path.join(d, name), text)
+        print(f"wrote {os.path.join(d, name)}")
 
 
 if __name__ == "__main__":

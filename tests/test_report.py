@@ -43,9 +43,13 @@ def test_summarize_prints_only_what_the_json_says(tmp_path):
                            f"--results_dir={tmp_path}"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    text = (tmp_path / "README.md").read_text()
+    text = (tmp_path / "RUNS.md").read_text()
     assert "| MNIST | lenet5 | Teacher-CE | 12.34 | 99.34 |" in text
     assert "3 (paper 200)" in text
+    assert "[README.md](README.md)" in text and "[docs/NOTES.md](../docs/NOTES.md)" in text
+    page = (tmp_path / "README.md").read_text()
+    assert "[RUNS.md](RUNS.md)" in page and "12.34" not in page
+    assert "`python -m experiments.reproduce --table=1 --import_results=results" in page
     run.update(weight_decay=1e-4, model="lenet5")
     (tmp_path / "real_data" / "mnist_lenet5_wd.json").write_text(json.dumps(run))
     from experiments import summarize
@@ -184,3 +188,89 @@ def test_repeats_group_runs_that_differ_only_in_seed(tmp_path):
     (tmp_path / "zskd" / "s1" / "results.json").unlink()
     (tmp_path / "zskd" / "s2" / "results.json").unlink()
     assert summarize.repeats_section(str(tmp_path)) == ""
+
+
+def _paper_cell(dataset, column, paper_value, values, imported=True):
+    mean = float(np.mean(values))
+    return {"dataset": dataset, "column": column, "paper": paper_value,
+            "paper_source": "Table 6", "difference": mean - paper_value, "status": "complete",
+            "budget": "full", "source": "",
+            "ours": {"mean": mean, "sd": float(np.std(values, ddof=1)), "n": len(values),
+                     "selection": "final epoch",
+                     "values": [{"seed": s, "value": v} for s, v in enumerate(values)]},
+            "runs": [{"run": f"{dataset}/zskd_seed{s}", "seed": s,
+                      "status": "imported" if imported else "finished",
+                      "command": "python -m experiments.mnist_zskd",
+                      **({"imported_from": f"results/zskd/run{s}/results.json"}
+                         if imported else {})} for s in range(len(values))]}
+
+
+def test_reader_page_puts_ours_beside_the_paper_with_the_notes(tmp_path):
+    from experiments import summarize
+    (tmp_path / "paper" / "notes").mkdir(parents=True)
+    doc = {"kind": "table", "number": 6, "preset": "reproduce", "seeds": [0, 1],
+           "datasets": ["mnist"], "markdown": "table_6.md",
+           "budget": {"name": "full", "description": "full budget (the preset's settings)"},
+           "cells": [_paper_cell("mnist", "without augmentation", 96.98, [97.0, 96.0]),
+                     _paper_cell("mnist", "with augmentation", 98.77, [98.5, 98.7], False)]}
+    (tmp_path / "paper" / "table_6.json").write_text(json.dumps(doc))
+    (tmp_path / "paper" / "notes" / "table_6.md").write_text(
+        "MNIST is 0.48 points under the paper.\n")
+    page = summarize.reader_page(str(tmp_path))
+    summary = page.split("\n## ")[0]
+    assert ("| Table 6 | MNIST | ZSKD without / with augmentation | 96.98 / 98.77 | "
+            "96.50 ± 0.71 / 98.60 ± 0.14 (2 seeds) | -0.48 / -0.17 | complete, 2 of 4 runs "
+            "imported |") in summary
+    assert "| Table 6 | Fashion-MNIST | ZSKD without / with augmentation | 69.37 / 79.62 | - " \
+        "| - | not run yet |" in summary
+    section = page.split("## Table 6: ")[1].split("\n## ")[0]
+    assert ("| MNIST | without augmentation | 96.98 | 96.50 ± 0.71 (2 seeds) | 0: 97.00, "
+            "1: 96.00 | -0.48 | full | [run0](zskd/run0), [run1](zskd/run1) |") in section
+    assert "| 2 runs by experiments.reproduce |" in section
+    assert "MNIST is 0.48 points under the paper." in section
+    assert ("`python -m experiments.reproduce --table=6 --datasets=fashion_mnist,cifar10 "
+            "--import_results=results --workdir=runs/paper`") in section
+    assert "[paper/table_6.md](paper/table_6.md)" in section
+    # a table with no JSON: "not run yet" and its command, and its notes if there are any
+    (tmp_path / "paper" / "notes" / "table_1.md").write_text("Teacher 99.17%.")
+    page = summarize.reader_page(str(tmp_path))
+    table_1 = page.split("## Table 1: ")[1].split("\n## ")[0]
+    assert ("**Not run yet:** `python -m experiments.reproduce --table=1 "
+            "--import_results=results --workdir=runs/paper`") in table_1
+    assert "Teacher 99.17%." in table_1
+    assert "| Table 1 | MNIST | ZSKD without / with augmentation | 96.98 / 98.77 | - | - | " \
+        "not run yet |" in page
+    figure_4 = page.split("## Figure 4: ")[1]
+    assert "`python -m experiments.reproduce --figure=4 --workdir=runs/paper`" in figure_4
+    # every item, in the paper's order
+    headings = [line.split(":")[0] for line in page.splitlines() if line.startswith("## ")]
+    assert headings == [f"## Table {n}" for n in range(1, 8)] + [
+        f"## Figure {n}" for n in range(1, 5)]
+
+
+def test_reader_page_embeds_a_figure_and_counts_parameters(tmp_path):
+    from experiments import summarize
+    (tmp_path / "paper").mkdir()
+    figure = {"kind": "figure", "number": 1, "png": "figure_1.png", "datasets": ["mnist"],
+              "budget": {"name": "full"}, "panels": [
+                  {"dataset": "mnist", "teacher": "/x/t.keras", "similarity": [[1.0]],
+                   "status": "complete"}]}
+    (tmp_path / "paper" / "figure_1.json").write_text(json.dumps(figure))
+    (tmp_path / "paper" / "figure_1.png").write_bytes(b"png")
+    totals = [{"model": m, "layer": "total parameters", "paper": f"{p:,} (the text)",
+               "parameters": n, "difference": n - p, "match": match}
+              for m, p, n, match in (("alexnet", 1650000, 1662090, "within 1% (+0.7%)"),
+                                     ("alexnet_half", 723000, 418890, "NO (-42.1%)"))]
+    layer = {"model": "alexnet", "layer": "conv1", "paper": "", "parameters": 1,
+             "match": "yes"}
+    (tmp_path / "paper" / "table_5.json").write_text(json.dumps(
+        {"kind": "table", "number": 5, "budget": {"name": "full"},
+         "cells": [layer, *totals]}))
+    page = summarize.reader_page(str(tmp_path))
+    assert "![Figure 1](paper/figure_1.png)" in page
+    assert "| Figure 1 | MNIST | class-similarity matrix |" in page
+    assert "| 1 of 1 panels | - | complete |" in page
+    assert ("| Table 5 | AlexNet, AlexNet-Half | parameters | 1.65e+06 / 723,000 | 1,662,090 "
+            "/ 418,890 | +12,090 (+0.7%) / -304,110 (-42.1%) | built (no runs); 1 of 1 layer "
+            "shapes match |") in page
+    assert "| AlexNet-Half | 723,000 | 418,890 | -304,110 (-42.1%) | NO (-42.1%) |" in page
