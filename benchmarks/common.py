@@ -140,6 +140,29 @@ def machine_info():
     }
 
 
+def define_quick_flags(name, quick, also=""):
+    """Defines ``--out`` (default ``benchmarks/results/NAME.json``) and ``--quick``, a smoke
+    test whose help lists ``quick``: what the flags it names default to with ``--quick``
+    unless given explicitly (``quick_options``); ``also``: more the help should say."""
+    from absl import flags
+    flags.DEFINE_string("out", f"benchmarks/results/{name}.json", "JSON output path.")
+    given = " ".join(f"--{k}={','.join(v) if isinstance(v, list) else v}"
+                     for k, v in quick.items())
+    flags.DEFINE_bool("quick", False, "Smoke test. Flags not given explicitly default to "
+                      f"{given}{also}.")
+
+
+def quick_options(quick):
+    """{flag: value} for the flags named in ``quick``: with ``--quick``, ``quick``'s value
+    for each not given explicitly."""
+    from absl import flags
+    values = flags.FLAGS
+    opts = {name: values[name].value for name in quick}
+    if values.quick:
+        opts.update({k: v for k, v in quick.items() if not values[k].present})
+    return opts
+
+
 def write_json(path, obj):
     """Writes ``obj`` as indented JSON, creating parent directories."""
     if os.path.dirname(path):

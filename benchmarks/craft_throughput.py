@@ -44,14 +44,10 @@ flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Crafting precisions to
 flags.DEFINE_integer("steps", 10, "Timed Crafter steps per setting, after a warm-up call.")
 flags.DEFINE_integer("eager_steps", 10, "Timed eager-loop steps, after one warm-up step.")
 flags.DEFINE_float("matmul_gflops", None, "Use this matmul rate instead of measuring it.")
-flags.DEFINE_string("out", "benchmarks/results/craft_throughput.json", "JSON output path.")
-flags.DEFINE_bool("quick", False, "Smoke test. Flags not given explicitly default to "
-                  "--models=lenet5 --parallel=1,2 --steps=2 --eager_steps=2, a short matmul "
-                  "measurement and --out=benchmarks/results/craft_throughput_quick.json.")
-
 QUICK = {"models": ["lenet5"], "parallel": ["1", "2"], "steps": 2, "eager_steps": 2,
          "processes": ["2"], "precisions": ["float32", "bfloat16"],
          "out": "benchmarks/results/craft_throughput_quick.json"}
+common.define_quick_flags("craft_throughput", QUICK, also=", and a short matmul measurement")
 
 
 def _targets(n, num_classes, seed):
@@ -163,7 +159,8 @@ def processes_rate(model, processes, parallel, steps, precision="float32"):
     result = _result(f"crafter x{processes} processes{suffix}", model, parallel * processes, steps,
                      seconds, None, flops=runs[0]["flops_per_image_step"])
     return {**result, "processes": processes, "threads_per_process": threads,
-            "parallel": parallel, "precision": precision, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "parallel": parallel, "precision": precision,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
             "per_process_image_steps_per_s": [r["image_steps_per_s"] for r in runs]}
 
 
@@ -178,9 +175,7 @@ def _result(method, model, parallel, steps, seconds, teacher, flops=None):
 
 def main(argv):
     del argv
-    opts = {name: FLAGS[name].value for name in QUICK}
-    if FLAGS.quick:
-        opts.update({k: v for k, v in QUICK.items() if not FLAGS[k].present})
+    opts = common.quick_options(QUICK)
     parallel = [int(p) for p in opts["parallel"]]
     machine = common.machine_info()
     matmul = FLAGS.matmul_gflops

@@ -29,15 +29,11 @@ flags.DEFINE_list("models", ["lenet5", "alexnet"], f"Teachers, one of {sorted(ST
 flags.DEFINE_integer("num_images", 10240, "Random training images (one epoch).")
 flags.DEFINE_integer("batch_size", 512, "Training batch size.")
 flags.DEFINE_integer("steps", 20, "Timed training steps per setting, after a warm-up epoch.")
-flags.DEFINE_string("out", "benchmarks/results/distill_throughput.json", "JSON output path.")
-flags.DEFINE_bool("quick", False, "Smoke test. Flags not given explicitly default to "
-                  "--models=lenet5 --num_images=1024 --steps=2 and "
-                  "--out=benchmarks/results/distill_throughput_quick.json.")
-
 # (augment, soft labels given): the teacher always runs on augmented images
 SETTINGS = ((False, False), (False, True), (True, False))
 QUICK = {"models": ["lenet5"], "num_images": 1024, "steps": 2,
          "out": "benchmarks/results/distill_throughput_quick.json"}
+common.define_quick_flags("distill_throughput", QUICK)
 
 
 def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0, soft_labels=False):
@@ -80,9 +76,7 @@ def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0, soft_l
 
 def main(argv):
     del argv
-    opts = {name: FLAGS[name].value for name in QUICK}
-    if FLAGS.quick:
-        opts.update({k: v for k, v in QUICK.items() if not FLAGS[k].present})
+    opts = common.quick_options(QUICK)
     unknown = set(opts["models"]) - set(STUDENTS)
     if unknown:
         raise app.UsageError(f"unknown teachers {sorted(unknown)}; choose from {sorted(STUDENTS)}")

@@ -68,6 +68,35 @@ def test_craft_throughput_quick_end_to_end(tmp_path):
     assert "img-steps/s" in proc.stdout
 
 
+def test_pipeline_quick_times_every_stage(tmp_path):
+    out = tmp_path / "pipeline.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pipeline", "--quick", "--num_impressions=100",
+         "--iterations=2", "--test_images=100", f"--out={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["settings"]["craft_processes"] == 1
+    (run,) = result["results"]
+    assert run["budget"]["num_impressions"] == 100 and run["config"]["craft_processes"] == 1
+    stages = run["stages"]
+    assert [s["stage"] for s in stages] == [
+        "similarity", "target sampling", "crafting", "loading the transfer set",
+        "distillation", "distillation, stored soft labels", "fine-tuning", "evaluation"]
+    assert [s["in_total"] for s in stages] == [True] * 5 + [False] + [True] * 2
+    assert sum(s["share"] for s in stages if s["in_total"]) == pytest.approx(1.0)
+    assert all(s["seconds"] > 0 for s in stages)
+    assert all(s["rate"] > 0 for s in stages if s["rate"] is not None)
+    training = [s for s in stages if "epochs" in s]
+    assert [len(s["epoch_wall_seconds"]) for s in training] == [2, 2, 2]
+    extrapolated = run["extrapolation"]
+    assert extrapolated["budget"]["num_impressions"] == 24000
+    assert sum(s["share"] for s in extrapolated["stages"] if s["in_total"]) == \
+        pytest.approx(1.0)
+    assert "% of total" in proc.stdout and "24,000 x 1,500" in proc.stdout
+
+
 
 def test_distill_throughput_quick_end_to_end(tmp_path):
     out = tmp_path / "distill.json"
