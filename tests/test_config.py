@@ -80,7 +80,8 @@ def test_every_setting_but_the_data_set_is_a_flag():
     proc = run_module("experiments.mnist_zskd", "--helpfull")
     for field in config.settings():
         if field.name != "dataset":
-            assert f"--{config.flag_name(field)}" in proc.stdout, field.name
+            name = config.flag_name(field)
+            assert f"--{name}:" in proc.stdout or f"--[no]{name}:" in proc.stdout, name
     assert "[paper: uniform; reproduce: normal]" in " ".join(proc.stdout.split())
 
 
@@ -101,3 +102,11 @@ def test_binary_records_and_logs_its_preset(tmp_path, tiny_teacher):
     assert differences["craft_iterations"] == {"value": 3, "paper": 1500, "source": "given"}
     assert "pixel" not in differences
     assert results["config"]["init"] == "normal" and results["config"]["pixel"] == "minmax"
+
+
+def test_fine_tuning_batch_is_the_appendix_s_for_cifar10_else_the_distillation_batch():
+    assert config.Config(dataset="cifar10").resolved().finetune_batch_size == 5000
+    assert config.Config(dataset="mnist").resolved().finetune_batch_size == 512
+    assert config.Config(dataset="mnist", batch_size=64).resolved().finetune_batch_size == 64
+    assert config.Config(dataset="cifar10", batch_size=64,
+                         finetune_batch_size=128).resolved().finetune_batch_size == 128

@@ -141,6 +141,9 @@ class Config:
                                    "docs/REPRODUCTION.md).", count(0))
     finetune_lr: float = setting("Augmented fine-tuning learning rate (appendix: 0.001).",
                                  POSITIVE)
+    finetune_batch_size: int = setting("Augmented fine-tuning batch size (appendix: 5,000 for "
+                                       "CIFAR-10; it gives none for MNIST and Fashion-MNIST: "
+                                       "there, the distillation batch size).", count())
     augment_prob: float = setting("Share of impressions augmented per fine-tuning batch.",
                                   PROBABILITY)
     eval_every: int = setting("Log test accuracy every N epochs (monitoring only; 0: "
@@ -216,6 +219,9 @@ class Config:
                 settings[name], sources[name] = chosen[name], "preset"
             else:
                 settings[name], sources[name] = value, "paper"
+        if sources["finetune_batch_size"] == "paper" and \
+                paper.SETUPS[self.dataset].finetune_batch_size is None:
+            settings["finetune_batch_size"] = settings["batch_size"]  # the appendix has none
         return settings, sources
 
 
@@ -243,7 +249,9 @@ def paper_values(dataset, num_impressions=None, impressions="data"):
         "image_l2": 0.0, "craft_precision": "float32", "temperature": paper.TEMPERATURE,
         "student_epochs": setup.student_max_epochs, "student_lr": craft.student_lr,
         "batch_size": paper.BATCH_SIZE, "augment": True, "finetune_epochs": FINETUNE_EPOCHS,
-        "finetune_lr": setup.finetune_lr, "augment_prob": AUGMENT_PROB,
+        "finetune_lr": setup.finetune_lr,
+        "finetune_batch_size": setup.finetune_batch_size or paper.BATCH_SIZE,
+        "augment_prob": AUGMENT_PROB,
         **presets.values("paper", dataset),
     }
     if impressions == "class":

@@ -27,12 +27,16 @@ class DataSetup:
     student_di_lr: float          # default student LR when crafting from DIs
     finetune_lr: float            # augmented fine-tuning (appendix: 0.001 everywhere)
     student_max_epochs: int = 2000
+    # Augmented fine-tuning batch: the appendix gives 5,000 for CIFAR-10 only; None: the
+    # distillation batch.
+    finetune_batch_size: int = None
 
 
 SETUPS = {
     "mnist": DataSetup("lenet5", "lenet5_half", 60000, 200, 1e-3, 1e-2, 1e-2, 1e-3),
     "fashion_mnist": DataSetup("lenet5", "lenet5_half", 60000, 200, 1e-3, 1e-2, 1e-2, 1e-3),
-    "cifar10": DataSetup("alexnet", "alexnet_half", 50000, 1000, 1e-3, 1e-3, 1e-3, 1e-3),
+    "cifar10": DataSetup("alexnet", "alexnet_half", 50000, 1000, 1e-3, 1e-3, 1e-3, 1e-3,
+                         finetune_batch_size=5000),
 }
 
 
