@@ -163,6 +163,15 @@ def quick_options(quick):
     return opts
 
 
+def code_state():
+    """The commit checked out and the tracked files changed since it (the code measured)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "uncommitted": git("diff", "--name-only", "HEAD").splitlines()}
+
+
 def write_json(path, obj):
     """Writes ``obj`` as indented JSON, creating parent directories."""
     if os.path.dirname(path):

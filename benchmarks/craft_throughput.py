@@ -15,6 +15,11 @@ they start their timed steps together, and their
 rate is all their image-steps over the span from the first start to the last end (peak
 RSS is per process).
 
+A peer row for LeNet-5, "pytorch eager", times the same loop written plainly in PyTorch
+the way the public PyTorch ZSKD ports write it (``torch_rate``), when ``import torch``
+works (PyTorch is not a dependency of this project; without it the row is skipped with a
+note; ``--notorch_peer`` leaves it out).
+
     python -m benchmarks.craft_throughput                      # full run (long)
     python -m benchmarks.craft_throughput --quick              # smoke test
 """
@@ -43,9 +48,13 @@ flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Crafting precisions to
                   "(config.PRECISIONS); the eager baseline is float32.")
 flags.DEFINE_integer("steps", 10, "Timed Crafter steps per setting, after a warm-up call.")
 flags.DEFINE_integer("eager_steps", 10, "Timed eager-loop steps, after one warm-up step.")
+flags.DEFINE_bool("torch_peer", True, "Add the PyTorch peer row for the models in "
+                  "TORCH_PEERS when torch can be imported.")
+flags.DEFINE_integer("torch_steps", 100, "Timed steps of the PyTorch peer loop, after one "
+                     "warm-up step.")
 flags.DEFINE_float("matmul_gflops", None, "Use this matmul rate instead of measuring it.")
 QUICK = {"models": ["lenet5"], "parallel": ["1", "2"], "steps": 2, "eager_steps": 2,
-         "processes": ["2"], "precisions": ["float32", "bfloat16"],
+         "torch_steps": 2, "processes": ["2"], "precisions": ["float32", "bfloat16"],
          "out": "benchmarks/results/craft_throughput_quick.json"}
 common.define_quick_flags("craft_throughput", QUICK, also=", and a short matmul measurement")
 
@@ -82,6 +91,93 @@ def eager_rate(model, steps, seed=0):
     float(tf.reduce_sum(x))
     seconds = time.perf_counter() - start
     return _result("eager", model, 1, steps, seconds, teacher)
+
+
+TORCH_PEERS = ("lenet5",)  # models with a PyTorch port here
+
+
+def torch_version():
+    """torch's version if ``import torch`` works, else None (torch is not a dependency)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def torch_lenet5(teacher):
+    """A PyTorch LeNet-5 (NCHW) holding the weights of the Keras ``teacher``
+    (``zskd_tf.models.lenet5``); its parameters are frozen: crafting needs only the
+    gradient with respect to the images."""
+    from torch import nn
+    import torch
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84),
+        nn.ReLU(), nn.Linear(84, teacher.output_shape[-1]))
+    w = {layer.name: [v.numpy() for v in layer.weights] for layer in teacher.layers}
+    fc5 = w["fc5"][0].reshape(5, 5, 16, 120).transpose(3, 2, 0, 1).reshape(120, 400)
+    weights = [w["conv1"][0].transpose(3, 2, 0, 1), w["conv1"][1],
+               w["conv3"][0].transpose(3, 2, 0, 1), w["conv3"][1], fc5, w["fc5"][1],
+               w["fc6"][0].T, w["fc6"][1], w["fc7"][0].T, w["fc7"][1]]
+    with torch.no_grad():
+        for p, v in zip(net.parameters(), weights, strict=True):
+            p.copy_(torch.from_numpy(np.ascontiguousarray(v)))
+    return net.eval().requires_grad_(False)
+
+
+def torch_rate(model, steps, seed=0):
+    """Image-steps/s of the crafting loop written plainly in PyTorch, as the public
+    PyTorch ZSKD ports write it: eager, one batch of 100 images, Adam on the images,
+    softmax cross-entropy at temperature 20 against Dirichlet targets, min-max
+    renormalisation of the batch after each step, ``torch.set_num_threads`` = CPUs. The
+    teacher is ``torch_lenet5`` of the Keras teacher; its logits must equal the Keras
+    model's to 1e-4 (relative to the largest logit, at least 1) before anything is timed.
+    """
+    import os
+
+    import keras
+    import torch
+    from zskd_tf import models
+    if model not in TORCH_PEERS:
+        raise ValueError(f"no PyTorch port of {model!r}; ports: {TORCH_PEERS}")
+    torch.set_num_threads(os.cpu_count())
+    keras.utils.set_random_seed(seed)
+    teacher = models.get(model)
+    net = torch_lenet5(teacher)
+    probe = np.random.default_rng(seed).uniform(
+        size=(BATCH, *teacher.input_shape[1:])).astype(np.float32)
+    ours = teacher.predict(probe, verbose=0)
+    with torch.no_grad():
+        theirs = net(torch.from_numpy(probe).permute(0, 3, 1, 2).contiguous()).numpy()
+    difference = float(np.abs(ours - theirs).max())
+    if difference > 1e-4 * max(1.0, float(np.abs(ours).max())):
+        raise AssertionError(f"PyTorch {model} logits differ from Keras by {difference}")
+    targets = torch.from_numpy(_targets(BATCH, teacher.output_shape[-1], seed))
+    torch.manual_seed(seed)
+    c, h, w = teacher.input_shape[3], *teacher.input_shape[1:3]
+    x = torch.rand(BATCH, c, h, w, requires_grad=True)
+    optimizer = torch.optim.Adam([x], lr=LR)
+
+    def step():
+        optimizer.zero_grad()
+        log_p = torch.log_softmax(net(x) / TEMPERATURE, dim=1)
+        loss = -(targets * log_p).sum(dim=1).mean()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            lo, hi = x.min(), x.max()
+            x.sub_(lo).div_(hi - lo)
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    float(x.sum())
+    seconds = time.perf_counter() - start
+    return {**_result("pytorch eager", model, 1, steps, seconds, teacher),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "max_logit_difference": difference}
 
 
 def crafter_rate(model, parallel, steps, seed=0, fast=True, threads=None, barrier=None,
@@ -185,11 +281,20 @@ def main(argv):
     machine["matmul_gflops"] = matmul
     machine["matmul_gflops_given"] = FLAGS.matmul_gflops is not None
 
+    torch = torch_version() if FLAGS.torch_peer else None
+    notes = []
     results = []
     for model in opts["models"]:
         eager = common.run_isolated("benchmarks.craft_throughput:eager_rate",
                                     model=model, steps=opts["eager_steps"])
         runs = [eager]
+        if FLAGS.torch_peer and model in TORCH_PEERS and torch:
+            runs.append(common.run_isolated("benchmarks.craft_throughput:torch_rate",
+                                            model=model, steps=opts["torch_steps"]))
+        elif FLAGS.torch_peer:
+            notes.append(f"no PyTorch peer row for {model}: " + (
+                "import torch failed (not a dependency of this project)" if not torch
+                else f"no PyTorch port of it here (ports: {', '.join(TORCH_PEERS)})"))
         for precision in opts["precisions"]:
             alone = [common.run_isolated("benchmarks.craft_throughput:crafter_rate",
                                          model=model, parallel=p, steps=opts["steps"],
@@ -201,9 +306,12 @@ def main(argv):
             runs.append(common.run_isolated("benchmarks.craft_throughput:crafter_rate",
                                             model=model, parallel=max(parallel),
                                             steps=opts["steps"], fast=False))
+        peer = [r for r in runs if r["method"] == "pytorch eager"]
         for r in runs:
             r["fraction_of_matmul"] = r["gflops"] / matmul
             r["speedup_over_eager"] = r["image_steps_per_s"] / eager["image_steps_per_s"]
+            if peer:
+                r["speedup_over_pytorch"] = r["image_steps_per_s"] / peer[0]["image_steps_per_s"]
         results += runs
 
     print(f"matmul: {matmul:.1f} GFLOP/s on {machine['cpu_count']} CPUs "
@@ -213,14 +321,24 @@ def main(argv):
           100 * r["fraction_of_matmul"], r["peak_rss_mb"], r["speedup_over_eager"])
          for r in results],
         ("model", "method", "images", "img-steps/s", "GFLOP/s", "% matmul", "RSS MB", "speed-up"))
+    for note in notes:
+        print(note)
+    for r in results:
+        if r["method"] == "pytorch eager":
+            best = max(q["speedup_over_pytorch"] for q in results if q["model"] == r["model"])
+            print(f"{r['model']}: PyTorch {r['torch']} eager loop, {r['torch_threads']} "
+                  f"threads, logits within {r['max_logit_difference']:.1e} of Keras; the "
+                  f"fastest row is {best:.1f}x it")
     common.write_json(opts["out"], {
-        "benchmark": "craft_throughput", "machine": machine,
+        "benchmark": "craft_throughput", "machine": machine, "code": common.code_state(),
         "settings": {"models": opts["models"], "parallel": parallel, "batch_size": BATCH,
                      "precisions": opts["precisions"],
                      "processes": [int(p) for p in opts["processes"]],
                      "process_parallel": FLAGS.process_parallel,
                      "steps": opts["steps"], "eager_steps": opts["eager_steps"],
-                     "quick": FLAGS.quick},
+                     "torch_peer": FLAGS.torch_peer, "torch": torch,
+                     "torch_steps": opts["torch_steps"], "quick": FLAGS.quick},
+        "notes": notes,
         "results": results})
     print(f"wrote {opts['out']}")
 

@@ -27,6 +27,7 @@ rates: an estimate, not a measurement. Each data set runs in a fresh subprocess.
     python -m benchmarks.pipeline --quick              # smoke test
 """
 import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -110,7 +111,6 @@ def run_pipeline(dataset, num_impressions, iterations, epochs, finetune_epochs, 
                  seed=0):
     """Times every stage once for ``dataset`` at this budget; returns the records."""
     import dataclasses
-    import os
 
     import keras
     import numpy as np
@@ -294,12 +294,14 @@ def main(argv):
         if len(values) < len(datasets):
             raise app.UsageError(f"--{name} needs one value per data set, got {values}")
         per[name] = values
+    machine = common.machine_info()
     results = [common.run_isolated(
         "benchmarks.pipeline:run_pipeline", dataset=d, test_images=opts["test_images"],
         **{name: values[i] for name, values in per.items()}) for i, d in enumerate(datasets)]
-    machine = common.machine_info()
+    machine["load_average_1_5_15min_after"] = list(os.getloadavg())
     print(f"{machine['cpu_model']}, {machine['cpu_count']} CPUs (load average "
-          f"{machine['load_average_1_5_15min'][0]:.2f})")
+          f"{machine['load_average_1_5_15min'][0]:.2f} before, "
+          f"{machine['load_average_1_5_15min_after'][0]:.2f} after)")
     for r in results:
         print("\n" + _budget_line(r))
         common.print_table(
@@ -321,7 +323,7 @@ def main(argv):
              for s in e["stages"]] + [("total", "", e["total_hours"], 100.0)],
             ("stage", "work", "hours", "% of total"))
     common.write_json(opts["out"], {
-        "benchmark": "pipeline", "machine": machine,
+        "benchmark": "pipeline", "machine": machine, "code": common.code_state(),
         "settings": {"datasets": datasets, **per, "test_images": opts["test_images"],
                      "craft_batch_size": CRAFT_BATCH, "craft_processes": 1,
                      "paper_budgets": PAPER_BUDGETS, "quick": FLAGS.quick,

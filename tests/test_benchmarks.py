@@ -41,8 +41,11 @@ def test_process_rows_use_the_pipelines_images_per_process():
 
 def test_craft_throughput_quick_end_to_end(tmp_path):
     out = tmp_path / "craft.json"
+    # as if torch were not installed: the PyTorch peer row is skipped with a note
+    without_torch = ("import runpy, sys; sys.modules['torch'] = None; "
+                     "runpy.run_module('benchmarks.craft_throughput', run_name='__main__')")
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.craft_throughput", "--quick", "--models=lenet5",
+        [sys.executable, "-c", without_torch, "--quick", "--models=lenet5",
          "--parallel=1", "--process_parallel=1", "--steps=1", "--eager_steps=1",
          "--matmul_gflops=50", f"--out={out}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -66,6 +69,19 @@ def test_craft_throughput_quick_end_to_end(tmp_path):
                 "peak_rss_mb", "speedup_over_eager", "flops_per_image_step"} <= set(r)
         assert r["image_steps_per_s"] > 0 and r["peak_rss_mb"] > 0
     assert "img-steps/s" in proc.stdout
+    assert result["settings"]["torch"] is None and len(result["code"]["commit"]) == 40
+    assert result["notes"] == ["no PyTorch peer row for lenet5: import torch failed (not a "
+                               "dependency of this project)"]
+    assert result["notes"][0] in proc.stdout
+
+
+def test_torch_peer_row_matches_keras_and_reports(tmp_path):
+    pytest.importorskip("torch")
+    row = common.run_isolated("benchmarks.craft_throughput:torch_rate", model="lenet5",
+                              steps=1)
+    assert row["method"] == "pytorch eager" and row["images"] == 100
+    assert row["max_logit_difference"] <= 1e-4 and row["image_steps_per_s"] > 0
+    assert row["torch_threads"] == os.cpu_count()
 
 
 def test_pipeline_quick_times_every_stage(tmp_path):
@@ -77,7 +93,7 @@ def test_pipeline_quick_times_every_stage(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["settings"]["craft_processes"] == 1
+    assert result["settings"]["craft_processes"] == 1 and len(result["code"]["commit"]) == 40
     (run,) = result["results"]
     assert run["budget"]["num_impressions"] == 100 and run["config"]["craft_processes"] == 1
     stages = run["stages"]
