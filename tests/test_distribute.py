@@ -43,7 +43,8 @@ TWO_DEVICES = textwrap.dedent("""
     x = np.random.default_rng(0).uniform(size=(64, 32, 32, 1)).astype("float32")
     hist = d.fit(data_lib.make_dataset(x, batch_size=32), epochs=1, verbose=0)
     print(json.dumps({"devices": devices, "replicas": strategy.num_replicas_in_sync,
-                      "kd_loss": hist.history["kd_loss"][-1]}))
+                      "kd_loss": hist.history["kd_loss"][-1],
+                      "loss": hist.history["loss"][-1]}))
 """)
 
 
@@ -55,6 +56,8 @@ def test_two_replicas_craft_the_same_set_and_distill(tmp_path):
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["replicas"] == 2 and len(info["devices"]) == 2
     assert np.isfinite(info["kd_loss"])
+    # each replica's loss is its share: Keras sums them (the logged loss was 2x before)
+    assert np.isclose(info["loss"], info["kd_loss"], rtol=1e-6)
     one, two = store.load(tmp_path / "one"), store.load(tmp_path / "two")
     for key in one:
         np.testing.assert_allclose(one[key], two[key], atol=1e-5, err_msg=key)

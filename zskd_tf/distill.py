@@ -120,7 +120,10 @@ class Distiller(keras.Model):
             loss = loss + self.hard_label_weight * ops.mean(ce)
         if self.student.losses:  # e.g. a student built with weight_decay
             loss = loss + ops.sum(self.student.losses)
-        return loss
+        # Under a tf.distribute strategy this is one replica's share: Keras sums the
+        # replicas' gradients (and multiplies the logged loss back), as for its own losses
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas if replicas > 1 else loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         names = ["loss", "kd_loss"]
