@@ -4,7 +4,6 @@ teacher (``--teacher``, else the preset's file under pretrained/, else trained h
 -> similarity -> targets -> crafting -> distillation -> augmented fine-tuning -> test.
 Every flag is validated before any work starts.
 """
-import contextlib
 import os
 
 from absl import flags
@@ -27,7 +26,9 @@ def define_flags(dataset):
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "tf.distribute strategy: one device, this host's devices "
                       "(MirroredStrategy), or several hosts (MultiWorkerMirroredStrategy, "
-                      "configured by TF_CONFIG). Crafting splits shards across replicas.")
+                      "configured by TF_CONFIG; the same command on every host, with a "
+                      "shared --workdir). Crafting splits shards across replicas and hosts; "
+                      "every host distils, the chief alone writes.")
     flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices "
                          "(to try --strategy=mirrored without GPUs).")
     flags.DEFINE_enum("restart_from", None, list(records.ZSKD_STAGES),
@@ -57,18 +58,20 @@ def main(dataset):
     teacher_path = (config.teacher if given.layered()[1]["teacher"] == "given"
                     else os.path.join(REPO, config.teacher))
     common.check_teacher(teacher_path, data)  # before the workdir is touched
+    # hosts share the workdir: each takes a lock of its own, the chief alone writes
     common.start_run(workdir, host=distribute.worker()[0] if FLAGS.strategy == "multi_worker"
                      else 0)
-    common.write_config(workdir)
-    # Models live under the strategy (crafting copies the teacher per device); with
-    # several hosts only crafting is shared and the chief distils alone, outside it.
-    scope = contextlib.nullcontext() if FLAGS.strategy == "multi_worker" else strategy.scope()
-    with scope:
+    chief = distribute.is_chief(strategy)
+    if chief:
+        common.write_config(workdir)
+    # Models live under the strategy (crafting copies the teacher per device; with
+    # several hosts the variables start from the chief's values)
+    with strategy.scope():
         teacher, teacher_source, student = _models(dataset, data, teacher_path)
     with common.one_line_errors():
         result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
                           strategy=strategy, restart_from=FLAGS.restart_from)
-    if records.STUDENT in result:  # a non-chief host only crafts
+    if chief:
         _report(teacher_source, result, strategy, config, differences)
 
 

@@ -82,3 +82,9 @@ def small_craft(teacher, n=60):
     _, alpha = similarity.from_model(teacher)
     t = targets.sample(alpha, n, betas=(1.0, 0.1), seed=0)
     return t, config_lib.CraftConfig(lr=0.3, batch_size=5, iterations=4)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "multi_worker: starts TensorFlow processes that train together over "
+        "localhost ports (about 90 s; deselect with -m 'not multi_worker')")

@@ -3,7 +3,11 @@
 Crafting needs no communication between devices: each device crafts whole shards with
 its own copy of the teacher (``scheduling.craft_transfer_set(devices=...)``), and each host
 crafts every count-th shard (``worker=(index, count)``). Distillation is data-parallel
-Keras ``fit`` under the strategy.
+Keras ``fit`` under the strategy, on every host: the global batch is the configured one,
+split evenly over the replicas (``tf.distribute`` cuts each batch of the dataset). With
+several hosts the chief alone writes the run's files (``is_chief``); the others write
+what Keras makes them write into temporary directories of their own
+(``training.fit``).
 
 - ``default``: one device (TensorFlow's default placement).
 - ``mirrored``: ``MirroredStrategy`` over this host's GPUs (or CPU logical devices).
@@ -13,7 +17,6 @@ import json
 import os
 
 import tensorflow as tf
-from absl import logging
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -61,19 +64,66 @@ def worker():
     return hosts.index((task.get("type", "worker"), int(task.get("index", 0)))), len(hosts)
 
 
-def distillation_strategy(strategy):
-    """(the strategy to distil under, whether this host distils).
+def several_hosts(strategy):
+    """True for a strategy whose replicas span several hosts (``MultiWorkerMirroredStrategy``
+    with more than one worker in ``TF_CONFIG``)."""
+    try:
+        local = len(strategy.extended.worker_devices)
+    except (AttributeError, RuntimeError):
+        return False
+    return strategy.num_replicas_in_sync > local
 
-    Several-host distillation would have every host write the same stage files, so
-    under ``MultiWorkerMirroredStrategy`` the hosts share crafting, then the chief
-    distils alone, outside the strategy (teacher and student must not have been built
-    under its scope)."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return strategy, True
-    if worker()[0] != 0:
-        logging.info("crafting finished; the chief host distils")
-        return None, False
-    logging.warning("distilling on the chief host only (several-host distillation is not "
-                    "supported); teacher and student must not live under the multi-worker "
-                    "scope")
-    return None, True
+
+def is_chief(strategy=None):
+    """Whether this host writes the run's files: always, but on the hosts of a several-host
+    strategy other than the chief (TensorFlow's rule: the ``chief`` task, else worker 0;
+    ``worker()`` puts it first)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    return not several_hosts(strategy) or bool(strategy.extended.should_checkpoint)
+
+
+def barrier(strategy):
+    """Returns once every host of a several-host strategy has called it (a collective
+    sum); at once otherwise."""
+    if several_hosts(strategy):
+        ones = strategy.run(lambda: tf.constant(1.0))
+        strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None).numpy()
+
+
+def fit_ready(model):
+    """Makes ``fit`` and ``evaluate`` of a model built under a several-host strategy work
+    in Keras 3.12, where they fail before the first step (keras-team/keras#20585,
+    tensorflow/tensorflow#72388); a no-op otherwise. Two faults, both fixed on this
+    model only:
+
+    - ``_maybe_symbolic_build`` takes the first batch of the dataset and averages it over
+      the hosts (``strategy.reduce``, which rejects a tuple batch: "Attempt to convert a
+      value (PerReplica...) ... to a Tensor"). The build needs only shapes and dtypes:
+      they are taken from the dataset's ``element_spec``, with no batch drawn;
+    - every step's logs are averaged over the hosts with ``strategy.reduce(MEAN, value,
+      axis=0)``, which fails on a scalar ("Invalid reduction dimension 0 for input with 0
+      dimensions"): the step's scalars get a leading axis of length one.
+
+    The epoch logs are the hosts' mean as on one host; the gradients are summed over the
+    replicas as Keras always does."""
+    if not several_hosts(model.distribute_strategy) or \
+            getattr(model, "_zskd_fit_ready", False):
+        return model
+
+    def symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:  # TensorSpecs have the shape and dtype the build reads
+            data_batch = iterator.data_adapter.get_tf_dataset().element_spec
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    def with_axis(step):
+        def wrapped(data):
+            return tf.nest.map_structure(
+                lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, step(data))
+        return wrapped
+
+    model._maybe_symbolic_build = symbolic_build
+    model.train_step = with_axis(model.train_step)
+    model.test_step = with_axis(model.test_step)
+    model._zskd_fit_ready = True
+    return model

@@ -11,14 +11,22 @@ initial weights fingerprints) when it starts; a later run whose settings differ 
 with ``StageMismatch`` naming them instead of silently reusing the old stage
 (``restart`` deletes a stage on purpose). Training stops with ``TrainingDiverged``, before
 that epoch is checkpointed or logged, when the loss is not finite.
+
+Under a several-host strategy every host trains, and only the chief writes into the
+workdir: the others start from the chief's checkpoint and log (copied, so each host
+resumes from the same state) and write their own checkpoint, CSV and TensorBoard logs
+into a temporary directory deleted when ``fit`` returns.
 """
+import contextlib
 import os
 import shutil
+import tempfile
 import time
 
 import keras
 import numpy as np
 
+from zskd_tf import distribute
 from zskd_tf import io_utils
 
 
@@ -118,10 +126,10 @@ def checkpoint_epoch(workdir, stage):
     return int(io_utils.read_json(path)["epoch"]) if os.path.exists(path) else 0
 
 
-def check_settings(workdir, stage, settings, epochs):
-    """Records ``settings`` for ``stage`` or, if a run recorded others, raises
-    ``StageMismatch`` naming every difference. More epochs than a stage ran continue it;
-    fewer than its checkpoint holds are a mismatch."""
+def check_settings(workdir, stage, settings, epochs, write=True):
+    """Records ``settings`` for ``stage`` (unless ``write`` is False) or, if a run recorded
+    others, raises ``StageMismatch`` naming every difference. More epochs than a stage ran
+    continue it; fewer than its checkpoint holds are a mismatch."""
     path = stage_paths(workdir, stage)["settings"]
     if os.path.exists(path):
         old = io_utils.read_json(path)
@@ -134,7 +142,8 @@ def check_settings(workdir, stage, settings, epochs):
                 f"{workdir} holds stage {stage} made with other settings ({', '.join(diff)} "
                 f"differ); use another workdir, or redo it on purpose with "
                 f"--restart_from={stage} (zskd.run(restart_from=...))")
-    io_utils.write_json(path, settings)
+    if write:
+        io_utils.write_json(path, settings)
 
 
 def read_history(csv_path):
@@ -182,12 +191,15 @@ def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
     TensorBoard logs are written, so those record them. ``settings``: what produces this
     stage (checked by ``check_settings``). The summary holds the epochs run, per-epoch
     wall times and the final logs. If the stage's final model exists already for as many
-    epochs, ``export`` gets its weights and no training happens.
+    epochs, ``export`` gets its weights and no training happens. Under a several-host
+    strategy (the one ``model`` was built under) every host trains and the chief alone
+    writes into ``workdir`` (the module's docstring).
     """
     paths = stage_paths(workdir, stage)
     export = model if export is None else export
+    chief = distribute.is_chief(model.distribute_strategy)
     if settings is not None:
-        check_settings(workdir, stage, settings, epochs)
+        check_settings(workdir, stage, settings, epochs, write=chief)
     if os.path.exists(paths["model"]) and os.path.exists(paths["summary"]):
         summary = io_utils.read_json(paths["summary"])
         if summary["epochs"] >= epochs or not os.path.isdir(paths["backup"]):
@@ -195,26 +207,27 @@ def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
             export.set_weights(saved.get_weights())
             summary["reused"] = True
             return summary
-    os.makedirs(paths["backup"], exist_ok=True)
-    if callable(train_data):
-        train_data = train_data(checkpoint_epoch(workdir, stage))
-    # The CSV row is written before the checkpoint: a kill between them redoes an epoch
-    # whose row is then replaced, never one whose row is missing.
-    callbacks = [
-        EpochTimer(),
-        *monitors,
-        StopOnNonFinite(stage),
-        HistoryCSV(paths["csv"]),
-        keras.callbacks.BackupAndRestore(paths["backup"], delete_checkpoint=False),
-        keras.callbacks.TensorBoard(paths["tb"], histogram_freq=0, write_graph=False,
-                                    profile_batch=0),
-        *extra_callbacks,
-    ]
-    start = time.perf_counter()
-    model.fit(train_data, epochs=epochs, validation_data=validation_data,
-              validation_freq=validation_freq, steps_per_epoch=steps_per_epoch,
-              callbacks=callbacks, verbose=verbose)
-    history = read_history(paths["csv"])
+    distribute.fit_ready(model)
+    with _written_paths(paths, stage, chief) as own:
+        if callable(train_data):
+            train_data = train_data(checkpoint_epoch(workdir, stage))
+        # The CSV row is written before the checkpoint: a kill between them redoes an epoch
+        # whose row is then replaced, never one whose row is missing.
+        callbacks = [
+            EpochTimer(),
+            *monitors,
+            StopOnNonFinite(stage),
+            HistoryCSV(own["csv"]),
+            keras.callbacks.BackupAndRestore(own["backup"], delete_checkpoint=False),
+            keras.callbacks.TensorBoard(own["tb"], histogram_freq=0, write_graph=False,
+                                        profile_batch=0),
+            *extra_callbacks,
+        ]
+        start = time.perf_counter()
+        model.fit(train_data, epochs=epochs, validation_data=validation_data,
+                  validation_freq=validation_freq, steps_per_epoch=steps_per_epoch,
+                  callbacks=callbacks, verbose=verbose)
+        history = read_history(own["csv"])
     epoch_seconds = [s for s in history.get("epoch_seconds", []) if np.isfinite(s)]
     summary = {
         "epochs": len(history.get("epoch", [])),
@@ -224,6 +237,30 @@ def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
         "history_csv": os.path.relpath(paths["csv"], workdir),
         "reused": False,
     }
-    io_utils.save_model(export, paths["model"])
-    io_utils.write_json(paths["summary"], summary)
+    if chief:
+        io_utils.save_model(export, paths["model"])
+        io_utils.write_json(paths["summary"], summary)
     return summary
+
+
+@contextlib.contextmanager
+def _written_paths(paths, stage, chief):
+    """Where this host writes a stage's checkpoint and logs: the workdir's ``paths`` on
+    the chief; on another host of a several-host run, a temporary directory that starts
+    with a copy of the chief's checkpoint and CSV log (so every host resumes from the
+    same state; the chief writes neither before every host has run a step) and is
+    deleted afterwards."""
+    if chief:
+        os.makedirs(paths["backup"], exist_ok=True)
+        yield paths
+        return
+    scratch = tempfile.mkdtemp(prefix=f"zskd-{stage}-")
+    try:
+        own = stage_paths(scratch, stage)
+        if os.path.isdir(paths["backup"]):
+            shutil.copytree(paths["backup"], own["backup"])
+        if os.path.exists(paths["csv"]):
+            shutil.copyfile(paths["csv"], own["csv"])
+        yield own
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -79,7 +79,7 @@ def craft(teacher, workdir, config, tb_writer=None, strategy=None, part="transfe
     thresholds = None if data else impressions.class_impression_thresholds(
         len(targets), seed=seed("ci-thresholds"))
     on_shard = None
-    if part == "transfer":
+    if part == "transfer" and distribute.is_chief(strategy):
         np.save(os.path.join(workdir, "similarity.npy"), sim)
         if tb_writer is not None:
             on_shard = report.craft_summaries(tb_writer, sim)
@@ -107,8 +107,14 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
 
     ``heldout``: optional held-out impressions, monitored every ``config.eval_every``
     epochs (``zskd_tf.heldout``). With a ``strategy``, teacher and student must have been
-    built under its scope."""
+    built under its scope; ``config.batch_size`` is the global batch, split over its
+    replicas."""
     config = config.resolved()
+    strategy = strategy or tf.distribute.get_strategy()
+    if config.batch_size % strategy.num_replicas_in_sync:
+        logging.warning("batch size %d is not a multiple of the %d replicas: their batches "
+                        "differ in size but weigh the same in the gradient",
+                        config.batch_size, strategy.num_replicas_in_sync)
     stage = records.STUDENT_AUGMENTED if augmented else records.STUDENT
     seed = seeding.seed_stage(config.seed, stage)
     steps = -(-len(x) // config.batch_size)
@@ -143,7 +149,7 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
                 num_parallel_calls=tf.data.AUTOTUNE)
         return ds
 
-    with (strategy or tf.distribute.get_strategy()).scope():
+    with strategy.scope():
         distiller = distill.Distiller(student, teacher, temperature=config.temperature,
                                       soft_labels=stored)
         distill.compile_distiller(distiller, lr)
@@ -200,26 +206,34 @@ def run(teacher, student, workdir, config, test=None, strategy=None, restart_fro
     ``tf.distribute`` strategy under whose scope teacher and student were built.
     restart_from: one of ``records.ZSKD_STAGES``: redo that stage and the later ones (a
     stage found made with other settings otherwise stops the run).
+
+    Under a several-host strategy every host runs this with the same arguments and a
+    shared ``workdir``: the hosts split the crafting, then distil together; the chief
+    alone writes (``similarity.npy``, ``impressions.png``, TensorBoard logs, the stages'
+    files, ``zskd.json``) and deletes (``restart_from``). The other hosts return the same
+    results without writing them.
     """
     from zskd_tf.teachers import checks  # the teacher must match the student: before any work
     checks.check(teacher, student.input_shape[1:], student.output_shape[-1])
     config = config.validate().resolved()
     os.makedirs(workdir, exist_ok=True)
+    chief = distribute.is_chief(strategy)
     if restart_from is not None:
-        restart(workdir, restart_from)
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tb", "craft"))
+        if chief:
+            restart(workdir, restart_from)
+        distribute.barrier(strategy)  # no host reads the workdir before the chief is done
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tb", "craft")) \
+        if chief else None
     sim, crafting = craft(teacher, workdir, config, tb_writer=writer, strategy=strategy)
     if config.heldout_impressions:
         _, crafting["heldout"] = craft(teacher, workdir, config, strategy=strategy,
                                        part="heldout")
     results = {"config": dataclasses.asdict(config), "crafting": crafting}
-    strategy, distils = distribute.distillation_strategy(strategy)
-    if not distils:
-        return results
     transfer_dir = os.path.join(workdir, "transfer_set")
-    report.save_impression_grid(transfer_dir, os.path.join(workdir, "impressions.png"),
-                                writer)
-    writer.flush()
+    if chief:
+        report.save_impression_grid(transfer_dir, os.path.join(workdir, "impressions.png"),
+                                    writer)
+        writer.flush()
     transfer = store.load(transfer_dir, keys=("images", "soft_labels"))
     heldout = None
     if config.heldout_impressions:
@@ -227,5 +241,6 @@ def run(teacher, student, workdir, config, test=None, strategy=None, restart_fro
     results.update(distill_and_evaluate(teacher, student, transfer["images"], workdir, config,
                                         test, strategy, heldout=heldout,
                                         soft_labels=transfer["soft_labels"]))
-    io_utils.write_json(os.path.join(workdir, "zskd.json"), results)
+    if chief:
+        io_utils.write_json(os.path.join(workdir, "zskd.json"), results)
     return results
