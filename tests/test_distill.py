@@ -194,16 +194,22 @@ def test_distiller_with_soft_labels_never_runs_the_teacher_and_matches_it(tiny_t
     keras.utils.set_random_seed(1)
     x = np.random.default_rng(0).uniform(0, 1, (64, 32, 32, 1)).astype(np.float32)
     soft = _softmax(tiny_teacher.predict(x, verbose=0) / 20.0).astype(np.float32)
-    histories = []
-    for labels in (False, True):
+    test = data_lib.make_dataset(*blob_images(32, seed=3), batch_size=16)
+
+    def fit(teacher, labels, validation=None):
         keras.utils.set_random_seed(2)
-        student = models.lenet5_half()
-        teacher = _NoTeacher(tiny_teacher) if labels else tiny_teacher
-        distiller = distill.compile_distiller(
-            distill.Distiller(student, teacher, temperature=20.0, soft_labels=labels), 1e-3)
+        distiller = distill.compile_distiller(distill.Distiller(
+            models.lenet5_half(), teacher, temperature=20.0, soft_labels=labels), 1e-3)
         ds = data_lib.make_dataset(x, soft if labels else None, batch_size=16)
-        histories.append(distiller.fit(ds, epochs=2, verbose=0).history["kd_loss"])
-    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-4)
+        return distiller.fit(ds, epochs=2, verbose=0, validation_data=validation).history
+
+    in_loop = fit(tiny_teacher, False, test)
+    np.testing.assert_allclose(fit(_NoTeacher(tiny_teacher), True)["kd_loss"],
+                               in_loop["kd_loss"], rtol=1e-4)
+    # a test set carries class labels: the teacher labels it, accuracy is tracked
+    stored = fit(tiny_teacher, True, test)
+    for key in ("kd_loss", "val_kd_loss", "val_accuracy"):
+        np.testing.assert_allclose(stored[key], in_loop[key], rtol=1e-4)
     with pytest.raises(ValueError, match="hard_label_weight"):
         distill.Distiller(models.lenet5_half(), tiny_teacher, soft_labels=True,
                           hard_label_weight=0.3)

@@ -107,15 +107,21 @@ class Distiller(keras.Model):
     def call(self, x, training=False):
         return self.student(x, training=training)
 
+    def _soft(self, y):
+        """True when ``y`` is a batch of given soft labels, not class labels (a test set
+        evaluated during training carries class labels)."""
+        return self.soft_labels and y is not None and \
+            keras.backend.standardize_dtype(y.dtype).startswith(("float", "bfloat"))
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if self.soft_labels:
+        if self._soft(y):
             kd = kd_loss_from_soft_labels(y, y_pred, self.temperature)
         else:
             teacher_logits = self.teacher(x, training=False)
             kd = kd_loss(ops.stop_gradient(teacher_logits), y_pred, self.temperature)
         self.kd_tracker.update_state(kd)
         loss = kd
-        if y is not None and self.hard_label_weight > 0:
+        if y is not None and self.hard_label_weight > 0 and not self._soft(y):
             ce = keras.losses.sparse_categorical_crossentropy(y, y_pred, from_logits=True)
             loss = loss + self.hard_label_weight * ops.mean(ce)
         if self.student.losses:  # e.g. a student built with weight_decay
@@ -127,7 +133,7 @@ class Distiller(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         names = ["loss", "kd_loss"]
-        if y is not None and not self.soft_labels:  # impressions carry no class labels
+        if y is not None and not self._soft(y):  # impressions carry no class labels
             self.accuracy_tracker.update_state(y, y_pred)
             names.append("accuracy")
         return {m.name: m.result() for m in self.metrics if m.name in names}

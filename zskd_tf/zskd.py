@@ -107,17 +107,18 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
 
     ``heldout``: optional held-out impressions, monitored every ``config.eval_every``
     epochs (``zskd_tf.heldout``). With a ``strategy``, teacher and student must have been
-    built under its scope; ``config.batch_size`` is the global batch, split over its
+    built under its scope; the stage's batch size is the global batch, split over its
     replicas."""
     config = config.resolved()
     strategy = strategy or tf.distribute.get_strategy()
-    if config.batch_size % strategy.num_replicas_in_sync:
+    batch_size = config.finetune_batch_size if augmented else config.batch_size
+    if batch_size % strategy.num_replicas_in_sync:
         logging.warning("batch size %d is not a multiple of the %d replicas: their batches "
                         "differ in size but weigh the same in the gradient",
-                        config.batch_size, strategy.num_replicas_in_sync)
+                        batch_size, strategy.num_replicas_in_sync)
     stage = records.STUDENT_AUGMENTED if augmented else records.STUDENT
     seed = seeding.seed_stage(config.seed, stage)
-    steps = -(-len(x) // config.batch_size)
+    steps = -(-len(x) // batch_size)
     lr = config.finetune_lr if augmented else config.student_lr
     stored = not augmented and config.stored_soft_labels
     if stored and soft_labels is None:
@@ -125,7 +126,7 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
     # what makes this stage (a rerun that differs stops: training.check_settings)
     settings = {"teacher_sha256": store.teacher_fingerprint(teacher),
                 "images_sha256": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest(),
-                "lr": lr, "batch_size": config.batch_size, "temperature": config.temperature,
+                "lr": lr, "batch_size": batch_size, "temperature": config.temperature,
                 "seed": config.seed}
     if stored:
         settings["soft_labels_sha256"] = hashlib.sha256(
@@ -139,8 +140,8 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
         continue where an uninterrupted run would be)."""
         first = epoch * steps
         ds = data_lib.make_dataset(x, soft_labels if stored else None,
-                                   batch_size=config.batch_size, shuffle=True, seed=seed,
-                                   repeat=True, skip=first * config.batch_size)
+                                   batch_size=batch_size, shuffle=True, seed=seed,
+                                   repeat=True, skip=first * batch_size)
         if augmented:
             ds = ds.enumerate(start=first).map(
                 lambda i, batch: augment.augment_batch(
