@@ -18,7 +18,9 @@ appendix's batch for a small set would be smaller, and the shards are the defaul
 
 Rates: crafting in image-steps/s over the shards after the first (the first carries the
 tracing and the rewrite's checks); distillation and fine-tuning in training images/s
-over the epochs after the first (``epoch_seconds``: the steps only), with the per-epoch
+over the epochs after the first (``epoch_seconds``: the steps only; an epoch is
+ceil(impressions / batch) full batches of the stage's batch size: CIFAR-10's fine-tuning
+batch is 5,000, so 500 impressions train on 5,000 images per epoch), with the per-epoch
 rest (checkpoint, CSV and TensorBoard writes) and the stage's one-time cost kept apart.
 The extrapolation to the paper's budgets (``PAPER_BUDGETS``) scales each stage by those
 rates: an estimate, not a measurement. Each data set runs in a fresh subprocess.
@@ -91,16 +93,21 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def _epochs_stage(name, seconds, walls, history, images, epochs):
+def _epochs_stage(name, seconds, walls, history, impressions, batch_size, epochs):
     """A training stage's record from its wall time, the epochs' wall spans and the
-    training-only ``epoch_seconds`` of its CSV log."""
+    training-only ``epoch_seconds`` of its CSV log. An epoch is ceil(impressions / batch)
+    full batches (the stream repeats before batching), so its images are that many
+    batches' worth."""
     spans = [b - a for a, b in zip(walls, walls[1:])]
     train = history["epoch_seconds"]
     steady = slice(1, None) if len(spans) > 1 else slice(None)
     epoch_wall, epoch_train = statistics.median(spans[steady]), statistics.median(train[steady])
-    return {"stage": name, "seconds": seconds, "epochs": epochs, "images": images,
-            "work": f"{epochs} epochs x {images:,} images", "unit": "images/s",
-            "rate": images / epoch_train, "epoch_wall_seconds": spans,
+    steps = -(-impressions // batch_size)
+    return {"stage": name, "seconds": seconds, "epochs": epochs, "impressions": impressions,
+            "batch_size": batch_size, "steps_per_epoch": steps,
+            "images": steps * batch_size,
+            "work": f"{epochs} epochs x {steps} x {batch_size:,} images", "unit": "images/s",
+            "rate": steps * batch_size / epoch_train, "epoch_wall_seconds": spans,
             "epoch_train_seconds": train, "steady_epoch_wall_seconds": epoch_wall,
             "steady_epoch_train_seconds": epoch_train,
             "per_epoch_rest_seconds": epoch_wall - epoch_train,
@@ -115,7 +122,8 @@ def run_pipeline(dataset, num_impressions, iterations, epochs, finetune_epochs, 
     import keras
     import numpy as np
     from zskd_tf import config as config_lib
-    from zskd_tf import distill, models, records, seeding, similarity, store, training, zskd
+    from zskd_tf import (distill, io_utils, models, records, seeding, similarity, store,
+                         training, zskd)
     from zskd_tf import targets as targets_lib
     teacher_name, student_name = MODELS[dataset]
     cfg = config_lib.Config(
@@ -174,8 +182,11 @@ def run_pipeline(dataset, num_impressions, iterations, epochs, finetune_epochs, 
             summary, seconds = _timed(lambda: zskd.distill_images(
                 teacher, student, x, stage_dir, config, **kwargs))
             history = training.read_history(os.path.join(stage_dir, summary["history_csv"]))
+            stage = records.STUDENT_AUGMENTED if kwargs.get("augmented") else records.STUDENT
+            batch = io_utils.read_json(training.stage_paths(stage_dir, stage)["settings"])[
+                "batch_size"]  # the batch the stage used
             count = config.finetune_epochs if kwargs.get("augmented") else config.student_epochs
-            return _epochs_stage(name, seconds, fits[-1], history, len(x), count)
+            return _epochs_stage(name, seconds, fits[-1], history, len(x), batch, count)
 
         def fresh_student():
             keras.utils.set_random_seed(seed + 1)
@@ -230,7 +241,7 @@ def _shares(stages):
 
 def extrapolate(dataset, stages, eval_every=10):
     """Each stage's estimated seconds at ``PAPER_BUDGETS[dataset]`` from the measured
-    rates: crafting and training scale with their image-steps or images per epoch (their
+    rates: crafting and training scale with their image-steps or batches per epoch (their
     one-time cost and per-epoch rest added as measured), loading with the impressions;
     target sampling is timed at the paper's size (after the pipeline's call); evaluation
     is per test set, and the test set is also evaluated every ``eval_every`` epochs while
@@ -248,9 +259,10 @@ def extrapolate(dataset, stages, eval_every=10):
              n / by["loading the transfer set"]["rate"])]
     for name, count in ((DISTILL, epochs), (STORED, epochs), (FINETUNE, finetune)):
         s = by[name]
-        per_epoch = s["steady_epoch_train_seconds"] * n / s["images"] + s[
-            "per_epoch_rest_seconds"]
-        rows.append((name, f"{count:,} epochs x {n:,} images",
+        steps = -(-n // s["batch_size"])
+        per_epoch = s["steady_epoch_train_seconds"] * steps * s["batch_size"] / s["images"] + \
+            s["per_epoch_rest_seconds"]
+        rows.append((name, f"{count:,} epochs x {steps} x {s['batch_size']:,} images",
                      s["once_seconds"] + count * per_epoch))
     evaluation = by["evaluation"]
     rows.append(("evaluation", f"{len(evaluation['evaluations'])} x {TEST_SET:,} images",
@@ -273,7 +285,8 @@ def _budget_line(r):
             f"impressions x {b['iterations']:,} iterations (batch {c['craft_batch_size']}, "
             f"{c['parallel_batches'] * c['craft_batch_size']:,} images at once, "
             f"craft_processes=1), {b['epochs']} + {b['finetune_epochs']} epochs (batch "
-            f"{c['batch_size']}), {b['test_images']:,} random test images; other settings: "
+            f"{c['batch_size']:,} + {c.get('finetune_batch_size', c['batch_size']):,}), "
+            f"{b['test_images']:,} random test images; other settings: "
             f"Config defaults (preset {c['preset']}); random weights")
 
 
