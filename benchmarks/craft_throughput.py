@@ -52,6 +52,8 @@ flags.DEFINE_bool("torch_peer", True, "Add the PyTorch peer row for the models i
                   "TORCH_PEERS when torch can be imported.")
 flags.DEFINE_integer("torch_steps", 100, "Timed steps of the PyTorch peer loop, after one "
                      "warm-up step.")
+flags.DEFINE_list("torch_threads", [], "Also time the peer loop with these thread counts "
+                  "(each its own row; the peer row itself uses the CPU count).")
 flags.DEFINE_float("matmul_gflops", None, "Use this matmul rate instead of measuring it.")
 QUICK = {"models": ["lenet5"], "parallel": ["1", "2"], "steps": 2, "eager_steps": 2,
          "torch_steps": 2, "processes": ["2"], "precisions": ["float32", "bfloat16"],
@@ -126,11 +128,12 @@ def torch_lenet5(teacher):
     return net.eval().requires_grad_(False)
 
 
-def torch_rate(model, steps, seed=0):
+def torch_rate(model, steps, seed=0, threads=None):
     """Image-steps/s of the crafting loop written plainly in PyTorch, as the public
     PyTorch ZSKD ports write it: eager, one batch of 100 images, Adam on the images,
     softmax cross-entropy at temperature 20 against Dirichlet targets, min-max
-    renormalisation of the batch after each step, ``torch.set_num_threads`` = CPUs. The
+    renormalisation of the batch after each step, ``torch.set_num_threads`` = CPUs (or
+    ``threads``; the method then names them). The
     teacher is ``torch_lenet5`` of the Keras teacher; its logits must equal the Keras
     model's to 1e-4 (relative to the largest logit, at least 1) before anything is timed.
     """
@@ -141,7 +144,7 @@ def torch_rate(model, steps, seed=0):
     from zskd_tf import models
     if model not in TORCH_PEERS:
         raise ValueError(f"no PyTorch port of {model!r}; ports: {TORCH_PEERS}")
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(threads or os.cpu_count())
     keras.utils.set_random_seed(seed)
     teacher = models.get(model)
     net = torch_lenet5(teacher)
@@ -175,7 +178,8 @@ def torch_rate(model, steps, seed=0):
         step()
     float(x.sum())
     seconds = time.perf_counter() - start
-    return {**_result("pytorch eager", model, 1, steps, seconds, teacher),
+    method = "pytorch eager" + (f" {threads} thread{'s' * (threads != 1)}" if threads else "")
+    return {**_result(method, model, 1, steps, seconds, teacher),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "max_logit_difference": difference}
 
@@ -291,6 +295,9 @@ def main(argv):
         if FLAGS.torch_peer and model in TORCH_PEERS and torch:
             runs.append(common.run_isolated("benchmarks.craft_throughput:torch_rate",
                                             model=model, steps=opts["torch_steps"]))
+            runs += [common.run_isolated("benchmarks.craft_throughput:torch_rate", model=model,
+                                         steps=opts["torch_steps"], threads=int(t))
+                     for t in FLAGS.torch_threads]
         elif FLAGS.torch_peer:
             notes.append(f"no PyTorch peer row for {model}: " + (
                 "import torch failed (not a dependency of this project)" if not torch
@@ -318,9 +325,10 @@ def main(argv):
           f"(load average {machine['load_average_1_5_15min'][0]:.2f})")
     common.print_table(
         [(r["model"], r["method"], r["images"], r["image_steps_per_s"], r["gflops"],
-          100 * r["fraction_of_matmul"], r["peak_rss_mb"], r["speedup_over_eager"])
-         for r in results],
-        ("model", "method", "images", "img-steps/s", "GFLOP/s", "% matmul", "RSS MB", "speed-up"))
+          100 * r["fraction_of_matmul"], r["peak_rss_mb"], r["speedup_over_eager"],
+          r.get("speedup_over_pytorch")) for r in results],
+        ("model", "method", "images", "img-steps/s", "GFLOP/s", "% matmul", "RSS MB", "speed-up",
+         "x pytorch"))
     for note in notes:
         print(note)
     for r in results:
@@ -337,7 +345,9 @@ def main(argv):
                      "process_parallel": FLAGS.process_parallel,
                      "steps": opts["steps"], "eager_steps": opts["eager_steps"],
                      "torch_peer": FLAGS.torch_peer, "torch": torch,
-                     "torch_steps": opts["torch_steps"], "quick": FLAGS.quick},
+                     "torch_steps": opts["torch_steps"],
+                     "torch_threads": [int(t) for t in FLAGS.torch_threads],
+                     "quick": FLAGS.quick},
         "notes": notes,
         "results": results})
     print(f"wrote {opts['out']}")
