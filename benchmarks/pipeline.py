@@ -52,7 +52,7 @@ flags.DEFINE_list("datasets", ["mnist", "cifar10"], f"Data sets, of {sorted(MODE
 flags.DEFINE_list("num_impressions", ["2000", "500"], "Impressions, one per data set "
                   f"(multiples of {CRAFT_BATCH}).")
 flags.DEFINE_list("iterations", ["300", "100"], "Crafting iterations, one per data set.")
-flags.DEFINE_list("epochs", ["5", "3"], "Distillation epochs, one per data set.")
+flags.DEFINE_list("epochs", ["5", "8"], "Distillation epochs, one per data set.")
 flags.DEFINE_list("finetune_epochs", ["5", "3"], "Fine-tuning epochs, one per data set.")
 flags.DEFINE_integer("test_images", TEST_SET, "Random test images evaluated.")
 QUICK = {"datasets": ["mnist"], "num_impressions": ["200"], "iterations": ["5"],
