@@ -28,7 +28,8 @@ counts as finished, and the outputs say where it came from and keep its own comm
 Only exact matches are imported: a run fine-tuned for another number of epochs is a near
 miss even where its distilled student is the planned one's (a table takes both stages
 of a ZSKD run from one run). Figure 4 needs a run's transfer set, which is not committed:
-an imported record does not finish it.
+an imported record finishes it only if the run's own --workdir is still on this machine
+with the committed manifest (its transfer set is then linked, not remade).
 
 Writes WORKDIR/table_N.md (or figure_N.png) and table_N.json (figure_N.json): per cell the
 paper's number, ours (mean ± sample sd over --seeds of the final-epoch test accuracy, and
@@ -186,6 +187,7 @@ def main(argv):
         for line in plan:
             logging.info("%s", line)
         reproduce.import_matches(matches, log=logging.info)
+        reproduce.link_transfer_sets(runs, log=logging.info)
     if not FLAGS.only_existing:
         try:
             reproduce.execute(runs, log=logging.info)

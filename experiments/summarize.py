@@ -507,11 +507,20 @@ def _layers_table(doc):
             + (f"; differ: {', '.join(differ)}" if differ else "") + ".\n")
 
 
+def _panel_source(panel):
+    """A Figure 1 panel's teacher file; a Figure 4 panel's run, with the committed record
+    it was imported from."""
+    if panel.get("teacher") or not panel.get("runs"):
+        return os.path.basename(panel.get("teacher") or panel.get("transfer_set") or "-")
+    run = panel["runs"][0]
+    return run["run"] + (f" (imported from `{run['imported_from']}`)"
+                         if run.get("imported_from") else "")
+
+
 def _panels_table(doc):
     """Figures 1, 4: which teacher or transfer set each panel comes from."""
-    rows = [[_NAMES.get(p["dataset"], p["dataset"]),
-             os.path.basename(p.get("teacher") or p.get("transfer_set") or "-"),
-             p.get("status", "-")] for p in doc["panels"]]
+    rows = [[_NAMES.get(p["dataset"], p["dataset"]), _panel_source(p), p.get("status", "-")]
+            for p in doc["panels"]]
     return report.markdown_table(["data set", "from", "status"], rows)
 
 

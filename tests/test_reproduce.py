@@ -235,6 +235,44 @@ def test_committed_runs_with_the_same_settings_are_imported_not_rerun(tmp_path):
     assert called[-1] == "mnist/zskd_seed0" and figure_runs[0].status() == "finished"
 
 
+def test_an_imported_run_whose_own_workdir_is_on_this_machine_lends_figure_4_its_transfer_set(
+        tmp_path):
+    setup = _setup(tmp_path, seeds=(0,))
+    store, original = str(tmp_path / "committed"), str(tmp_path / "elsewhere" / "seed0")
+    _committed_zskd(f"{store}/zskd/seed0", 0, f"{_RECIPE_FLAGS} --finetune_epochs=1000 "
+                    f"--workdir={original}", finetune_epochs=1000)
+    manifest = open(f"{store}/zskd/seed0/transfer_set_manifest.json").read()
+    found = committed.scan(store)
+    # its own workdir holds another transfer set: Figure 4 cannot use the record
+    io_utils.write_text(f"{original}/transfer_set/manifest.json", manifest + "changed\n")
+    runs = reproduce.item("figure", 4).runs(setup)
+    [m] = reproduce.matches(runs, found)
+    assert m.source is None and "nor on this machine" in m.note
+    reproduce.import_matches(reproduce.matches(reproduce.item("table", 6).runs(setup), found),
+                             log=lambda line: None)  # a table needs the record only
+    run = runs[0]
+    assert run.status() == "imported" and not run.done()
+    assert committed.original_transfer_set(run.workdir) is None
+    assert "nor on this machine" in "\n".join(reproduce.plan_lines(runs))
+    assert reproduce.link_transfer_sets(runs, log=lambda line: None) == []
+    # the committed manifest: planned as linked, then linked, and the run is not remade
+    io_utils.write_text(f"{original}/transfer_set/manifest.json", manifest)
+    plan = "\n".join(reproduce.plan_lines(runs))
+    assert plan.startswith("1 run: 0 finished, 1 imported") and "to be linked" in plan
+    reproduce.execute(runs, runner=lambda run: pytest.fail("ran"), log=lambda line: None)
+    assert run.done() and os.path.islink(f"{run.workdir}/transfer_set")
+    assert os.path.realpath(f"{run.workdir}/transfer_set") == \
+        os.path.realpath(f"{original}/transfer_set")
+    assert committed.imported(run.workdir)["transfer_set"] == f"{original}/transfer_set"
+    # removing the import removes the link, never the original
+    committed.remove_import(run.workdir)
+    assert not os.path.lexists(f"{run.workdir}/transfer_set")
+    assert os.path.isfile(f"{original}/transfer_set/manifest.json")
+    # planned afresh, the record with a transfer set on this machine is the one to import
+    [m] = reproduce.matches(runs, found)
+    assert m.source.path == f"{store}/zskd/seed0/results.json"
+
+
 def test_of_several_matches_the_one_that_ran_like_the_plan_then_the_newest_is_imported(
         tmp_path):
     run = reproduce.zskd_run(_setup(tmp_path), "mnist", 0, prior="uniform")

@@ -41,6 +41,7 @@ FINETUNE = ("finetune_epochs", "finetune_lr", "augment_prob")
 # What an imported run's workdir gets besides results.json (and the history CSVs).
 EXTRA_FILES = ("run.log", "transfer_set_manifest.json")
 IMPORTED = "imported.json"  # in an imported run's workdir: where it came from
+TRANSFER_SET = "transfer_set"  # a run's transfer set folder (an imported run: a link)
 TEACHER_ACCURACY_TOLERANCE = 0.015  # percent; records keep two decimals
 _MISSING = object()
 
@@ -439,9 +440,15 @@ def match(run, committed, near_limit=3, near_differences=3):
               reverse=True)
     near.sort(key=lambda n: (len(n[1]), n[0].path))
     if same and getattr(run, "needs_transfer_set", False):
+        local = [c for c in same if _local_transfer_set(
+            c.record.get("command"), {n: p for p, n in c.files}.get(
+                "transfer_set_manifest.json"))]
+        if local:
+            return Match(run, local[0], tuple(c for c in same if c is not local[0]),
+                         tuple(near[:near_limit]))
         return Match(run, None, tuple(same), tuple(near[:near_limit]), note=(
             f"{same[0].shown} has the same settings, but this needs the run's transfer "
-            "set, which is not committed: a real run is needed"))
+            "set, which is not committed (nor on this machine): a real run is needed"))
     return Match(run, same[0] if same else None, tuple(same[1:]), tuple(near[:near_limit]))
 
 
@@ -494,13 +501,52 @@ def imported(workdir):
 
 
 def remove_import(workdir):
-    """Removes an imported run's copied files (the committed originals stay), so a real
-    run starts in a clean workdir."""
+    """Removes an imported run's copied files and its linked transfer set (the committed
+    originals stay), so a real run starts in a clean workdir."""
     info = io_utils.read_json(os.path.join(workdir, IMPORTED))
-    for name in (*info["files"], IMPORTED):
+    for name in (*info["files"], TRANSFER_SET, IMPORTED):
         path = os.path.join(workdir, name)
-        if os.path.exists(path):
+        if os.path.islink(path) or os.path.isfile(path):
             os.remove(path)
+
+
+def original_transfer_set(workdir):
+    """The transfer set an imported run crafted, when it is still on this machine: the
+    ``transfer_set`` folder of its command's absolute ``--workdir``, if that folder's
+    manifest is byte for byte the one committed with the record (so its shards, checked
+    against the manifest's checksums when read, are the run's). Else None."""
+    info = imported(workdir)
+    if not info:
+        return None
+    return _local_transfer_set(
+        info.get("command"), os.path.join(workdir, "transfer_set_manifest.json"))
+
+
+def _local_transfer_set(command, committed_manifest):
+    original = command_flags(command)[1].get("workdir")
+    if not (isinstance(original, str) and os.path.isabs(original) and committed_manifest
+            and os.path.isfile(committed_manifest)):
+        return None
+    folder = os.path.join(original, TRANSFER_SET)
+    manifest = os.path.join(folder, "manifest.json")
+    if os.path.isfile(manifest) and _sha256(manifest) == _sha256(committed_manifest):
+        return folder
+    return None
+
+
+def link_transfer_set(workdir):
+    """Links ``original_transfer_set`` into an imported run's workdir as its
+    transfer_set (recorded in imported.json); returns the folder, or None if there is
+    none to link."""
+    folder = original_transfer_set(workdir)
+    if folder is None:
+        return None
+    link = os.path.join(workdir, TRANSFER_SET)
+    if not os.path.lexists(link):
+        os.symlink(folder, link)
+    path = os.path.join(workdir, IMPORTED)
+    io_utils.write_json(path, {**io_utils.read_json(path), "transfer_set": folder})
+    return folder
 
 
 # ------------------------------------------------------------------------ estimating

@@ -101,9 +101,9 @@ def pick_per_class(classes, per_class):
 
 
 def impression_grid_figure(images, targets, classes, class_names=None, fig=None):
-    """One column per class, titled with each sampled target's top-2 confidences
-    (the paper's Figure 4). ``fig``: draw into this figure or subfigure instead of a new
-    one."""
+    """One column per class (named below it: the class whose Dirichlet prior drew the
+    targets), each impression titled with its target's top-2 confidences (the paper's
+    Figure 4). ``fig``: draw into this figure or subfigure instead of a new one."""
     k = targets.shape[1]
     names = class_names or [str(i) for i in range(k)]
     per_class = max(int((classes == c).sum()) for c in range(k))
@@ -122,6 +122,9 @@ def impression_grid_figure(images, targets, classes, class_names=None, fig=None)
                          f"{names[top[1]]}:{targets[i, top[1]]:.2f}", fontsize=7)
     for ax in axes.ravel():
         ax.axis("off")
+    for c in range(k):
+        axes[-1, c].text(0.5, -0.06, names[c], transform=axes[-1, c].transAxes,
+                         ha="center", va="top", fontsize=8, fontweight="bold")
     if new:
         fig.tight_layout()
     return fig
@@ -160,7 +163,7 @@ def save_impression_grid(transfer_dir, path, tb_writer=None, per_class=3, class_
 def impression_panels_figure(panels, title=None):
     """``impression_grid_figure`` per panel, stacked: ``panels`` is a list of (title,
     (images, targets, classes) or None, class names); None draws "missing"."""
-    heights = [1.55 * (3 if grid is None else max(np.bincount(grid[2]))) + 0.6
+    heights = [0.9 if grid is None else 1.55 * max(np.bincount(grid[2])) + 0.8
                for _, grid, _ in panels]
     fig = plt.figure(figsize=(13, sum(heights) + 1.2), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(len(panels), 1, height_ratios=heights))

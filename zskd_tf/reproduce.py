@@ -132,7 +132,7 @@ class Run:
     """One command of an existing binary, in its own workdir. ``settings``: what defines
     its result (``committed.Settings``), by which a run on disk is judged the same run;
     ``needs_transfer_set``: the item needs the run's transfer set, not only its record
-    (Figure 4), so an imported record does not finish it."""
+    (Figure 4), so an imported record finishes it only with its transfer set linked."""
     dataset: str
     name: str     # e.g. zskd, zskd_uniform, student_kd_600
     seed: int
@@ -171,9 +171,16 @@ class Run:
 
     def done(self):
         """Whether nothing is left to run: finished, or imported when the record is all
-        the item needs."""
+        the item needs or its transfer set is linked too."""
         status = self.status()
-        return status == "finished" or (status == "imported" and not self.needs_transfer_set)
+        return status == "finished" or (status == "imported" and (
+            not self.needs_transfer_set or self.has_transfer_set()))
+
+    def has_transfer_set(self):
+        """Whether the workdir holds a finished transfer set (an imported run's: linked,
+        ``committed.link_transfer_set``)."""
+        return os.path.isfile(os.path.join(self.workdir, committed.TRANSFER_SET,
+                                           "manifest.json"))
 
     def conflict(self):
         """Why this workdir cannot hold this run (it holds one made with other settings:
@@ -327,10 +334,26 @@ def import_matches(found_matches, log=print):
     return done
 
 
+def link_transfer_sets(runs, log=print):
+    """Links the transfer set of each imported run that needs one (Figure 4) when the
+    run's own workdir is still on this machine (``committed.link_transfer_set``), so it
+    is not remade. Returns the runs linked."""
+    linked = []
+    for run in unique(runs):
+        if run.needs_transfer_set and run.status() == "imported" and not run.done():
+            folder = committed.link_transfer_set(run.workdir)
+            if folder:
+                log(f"{run.label}: linked its transfer set from {folder} (its manifest is "
+                    "the committed one)")
+                linked.append(run)
+    return linked
+
+
 def execute(runs, runner=run_subprocess, log=print):
     """Runs each of ``runs`` one after another, skipping done ones (finished, or imported
     when its record is all the item needs); a started one resumes, because its binary
-    resumes; an imported one whose transfer set is needed (Figure 4) loses its copied
+    resumes; an imported one whose transfer set is needed (Figure 4) gets it linked
+    when it is still on this machine (``link_transfer_sets``), else loses its copied
     files and runs. Raises Conflict (before running anything) if a workdir holds a run
     made with other settings, RunFailed if a run fails."""
     runs = unique(runs)
@@ -338,6 +361,7 @@ def execute(runs, runner=run_subprocess, log=print):
     if problems:
         raise Conflict(problems[0] + (f" (and {len(problems) - 1} more)" if problems[1:]
                                       else ""))
+    link_transfer_sets(runs, log)
     for i, run in enumerate(runs, 1):
         status = run.status()
         if run.done():
@@ -375,8 +399,14 @@ def _plan_state(run, m):
             if run_only else [])
     notes = [m.note] if m and m.note else []
     if status == "imported":
+        original = committed.original_transfer_set(run.workdir)
+        if original:
+            return f"imported from {info['source']}", [
+                f"its command: {info['command']}",
+                f"its transfer set is still on this machine, to be linked: {original}"]
         notes.append(f"imported from {info['source']}, but this needs the run's transfer "
-                     "set, which is not committed: a real run is needed")
+                     "set, which is not committed (nor on this machine): a real run is "
+                     "needed")
     notes += [f"near miss, not imported: {committed.near_text(c, d)}"
               for c, d in (m.near if m else ())]
     return ("started (resumes)" if status == "started" else "to run"), notes
@@ -845,7 +875,9 @@ def _figure_4(setup):
         panels.append(panel)
     return {**_header(setup, "figure", 4, "Data Impressions, three per class"),
             "panels": panels, "note": f"from the headline ZSKD run of seed {setup.seeds[0]}; "
-            "the paper shows CIFAR-10 only, as an image (no numbers)."}
+            "a column per class whose Dirichlet prior drew the targets (named below it), "
+            "each impression titled with its target's top-2 confidences; the paper shows "
+            "CIFAR-10 only, as an image (no numbers)."}
 
 
 def _render_figure_4(doc, path):
