@@ -37,7 +37,7 @@ flags.DEFINE_integer("noise_pool", 100000, "Noise images drawn to choose from "
 # The distillation settings, as the ZSKD binaries have them, with this binary's defaults.
 common.define_config_flags(only=(
     "teacher", "student_epochs", "student_lr", "batch_size", "augment", "finetune_epochs",
-    "temperature", "eval_every", "seed"), defaults={
+    "temperature", "student_precision", "eval_every", "seed"), defaults={
     "student_epochs": 200, "augment": False, "finetune_epochs": 100})
 common.define_common_flags(seed=False)
 flags.DEFINE_enum("restart_from", None, list(records.STUDENT_STAGES),
@@ -91,7 +91,8 @@ def main(argv):
     arbitrary.save_grid(transfer, teacher, os.path.join(workdir, "transfer_set.png"),
                         config.temperature, class_names=list(data.class_names))
     seeding.seed_stage(FLAGS.seed, "student-init")
-    student = models.get(setup.student, input_shape=data.image_shape)
+    student = models.get(setup.student, input_shape=data.image_shape,
+                         dtype=config.student_precision)
     with common.one_line_errors():
         result = arbitrary.run(teacher, student, transfer, workdir, config,
                                test=(data.x_test, data.y_test), restart_from=FLAGS.restart_from)

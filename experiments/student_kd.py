@@ -6,7 +6,9 @@ Loss: tau^2 * CE(teacher soft labels, student) at tau = 20 plus lambda * CE(labe
 student), lambda = 0.3 (appendix). The teacher is ``--teacher`` or the committed
 pretrained one. ``--num_samples=N`` distils on a class-balanced random subset of N
 training images (seeded by ``--seed``; Fig. 2's real-data points) instead of all of them.
-Writes config.json, tb/student_kd/, student_kd.keras and results.json.
+``--student_precision=mixed_bfloat16`` trains the student in Keras mixed precision (the
+ZSKD binaries' setting; float32, the paper's, by default). Writes config.json,
+tb/student_kd/, student_kd.keras and results.json.
 """
 import math
 import os
@@ -35,6 +37,9 @@ flags.DEFINE_integer("eval_every", 1, "Log test accuracy every N epochs (monitor
 flags.DEFINE_integer("num_samples", None, "Distil on a class-balanced random subset of this "
                      "many training images, seeded by --seed (at least one per class); "
                      "default: all of them.")
+# The student's arithmetic, as the ZSKD binaries have it (zskd_tf.config)
+common.define_config_flags(only=("student_precision",),
+                           defaults={"student_precision": "float32"})
 # Deprecated aliases of --student_epochs, --student_lr: the commands committed under
 # results/ use them.
 flags.DEFINE_alias("epochs", "student_epochs")
@@ -92,7 +97,9 @@ def main(argv):
                                         seeding.derive(FLAGS.seed, "student_kd-subset"))
         x_train, y_train = x_train[subset], y_train[subset]
     seed = seeding.seed_stage(FLAGS.seed, records.STUDENT_KD)
-    student = models.get(setup.student, input_shape=data.image_shape)
+    precision = FLAGS.student_precision
+    student = models.get(setup.student, input_shape=data.image_shape, dtype=precision)
+    distill.check_precision(student, precision)
     distiller = distill.Distiller(student, teacher, FLAGS.temperature, FLAGS.kd_lambda)
     distill.compile_distiller(distiller, lr)
     distiller(x_train[:1])
@@ -103,6 +110,8 @@ def main(argv):
                 "kd_lambda": FLAGS.kd_lambda, "temperature": FLAGS.temperature,
                 "batch_size": FLAGS.batch_size, "seed": FLAGS.seed,
                 "num_samples": FLAGS.num_samples}
+    if precision != "float32":  # stages recorded before the flag: float32
+        settings["student_precision"] = precision
     with common.one_line_errors():
         summary = training.fit(distiller, train, epochs=epochs, workdir=FLAGS.workdir,
                                stage=records.STUDENT_KD,
@@ -113,7 +122,8 @@ def main(argv):
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": setup.student, "teacher": teacher_path,
         "row": records.STUDENT_KD, "epochs": epochs, "paper_epochs": setup.teacher_epochs,
-        "lr": lr, "num_samples": FLAGS.num_samples, "train_images": len(x_train),
+        "lr": lr, "student_precision": precision, "num_samples": FLAGS.num_samples,
+        "train_images": len(x_train),
         "train_class_counts": np.bincount(y_train, minlength=data.num_classes).tolist(),
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][records.STUDENT_KD],
         **result, **summary})

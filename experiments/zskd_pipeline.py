@@ -67,7 +67,8 @@ def main(dataset):
     # Models live under the strategy (crafting copies the teacher per device; with
     # several hosts the variables start from the chief's values)
     with strategy.scope():
-        teacher, teacher_source, student = _models(dataset, data, teacher_path)
+        teacher, teacher_source, student = _models(dataset, data, teacher_path,
+                                                   config.student_precision)
     with common.one_line_errors():
         result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
                           strategy=strategy, restart_from=FLAGS.restart_from)
@@ -75,8 +76,9 @@ def main(dataset):
         _report(teacher_source, result, strategy, config, differences)
 
 
-def _models(dataset, data, teacher_path):
-    """(teacher, where it came from, freshly initialised student)."""
+def _models(dataset, data, teacher_path, student_precision):
+    """(teacher, where it came from, freshly initialised student built for
+    ``student_precision``; the teacher is float32)."""
     from zskd_tf import distill
     from zskd_tf import models
     from zskd_tf import seeding
@@ -98,7 +100,8 @@ def _models(dataset, data, teacher_path):
                                  seed=seeding.derive(FLAGS.seed, "teacher-data"), verbose=2)
         teacher_source = "trained in workdir"
     seeding.seed_stage(FLAGS.seed, "student-init")
-    student = models.get(setup.student, input_shape=data.image_shape)
+    student = models.get(setup.student, input_shape=data.image_shape,
+                         dtype=student_precision)
     return teacher, teacher_source, student
 
 

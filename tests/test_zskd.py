@@ -71,6 +71,7 @@ def _run_binary(*args):
     (["--teacher=/nonexistent/teacher.keras"], "--teacher"),
     (["--craft_lr=0"], "--craft_lr"), (["--image_l2=-1"], "--image_l2"),
     (["--craft_processes=0"], "--craft_processes"), (["--craft_precision=fp8"], "craft_precision"),
+    (["--student_precision=bfloat16"], "student_precision"),
     # non-finite and out-of-range numbers
     (["--craft_lr=inf"], "--craft_lr"), (["--image_l2=inf"], "--image_l2"),
     (["--temperature=inf"], "--temperature"), (["--student_lr=nan"], "--student_lr"),

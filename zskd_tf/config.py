@@ -21,7 +21,10 @@ PRIORS = ("class_similarity", "uniform")
 IMPRESSION_KINDS = ("data", "class")
 PIXEL_MODES = ("minmax", "clip", "none", "clip_end")
 INIT_MODES = ("uniform", "normal")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16")  # crafting: the teacher's compute type
+# Training the student: float32, or Keras' mixed_bfloat16 policy (float32 variables,
+# bfloat16 layer compute); both are Keras dtype policy names.
+STUDENT_PRECISIONS = ("float32", "mixed_bfloat16")
 NUM_CLASSES = 10  # every data set here
 MAX_INT = 2 ** 31 - 1  # TensorFlow's int32 indices and seeds
 MAX_IMPRESSIONS = 10 ** 8  # far beyond memory already (100 M x 32 x 32 floats = 400 GB)
@@ -129,6 +132,12 @@ class Config:
     student_lr: float = setting("Distillation learning rate (paper: the appendix's).",
                                 POSITIVE)
     batch_size: int = setting("Distillation batch size.", count())
+    student_precision: str = setting(
+        "The student's arithmetic while it is distilled and fine-tuned: float32 (the "
+        "paper), or mixed_bfloat16 (Keras mixed precision: float32 weights, bfloat16 layer "
+        "compute; the logits and every loss in float32; fast on CPUs with native bf16, "
+        "e.g. AVX512-BF16 or AMX, slow elsewhere; docs/PERFORMANCE.md). The teacher stays "
+        "float32.", one_of(STUDENT_PRECISIONS))
     stored_soft_labels: bool = setting(
         "Distil the un-augmented stage on the teacher's soft labels stored with the "
         "impressions (computed once from the final images, as the authors' code did) "
@@ -248,7 +257,8 @@ def paper_values(dataset, num_impressions=None, impressions="data"):
         "craft_batch_size": craft.batch_size, "pixel": "minmax", "init": "uniform",
         "image_l2": 0.0, "craft_precision": "float32", "temperature": paper.TEMPERATURE,
         "student_epochs": setup.student_max_epochs, "student_lr": craft.student_lr,
-        "batch_size": paper.BATCH_SIZE, "augment": True, "finetune_epochs": FINETUNE_EPOCHS,
+        "batch_size": paper.BATCH_SIZE, "student_precision": "float32", "augment": True,
+        "finetune_epochs": FINETUNE_EPOCHS,
         "finetune_lr": setup.finetune_lr,
         "finetune_batch_size": setup.finetune_batch_size or paper.BATCH_SIZE,
         "augment_prob": AUGMENT_PROB,

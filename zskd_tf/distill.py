@@ -1,11 +1,16 @@
 """Training students and teachers: cross-entropy on real data, and knowledge distillation."""
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from keras import ops
 
 from zskd_tf import augment as augment_lib
 from zskd_tf import data as data_lib
+from zskd_tf import hardware
+from zskd_tf import models
 from zskd_tf import records
 from zskd_tf import training
 
@@ -114,6 +119,10 @@ class Distiller(keras.Model):
             keras.backend.standardize_dtype(y.dtype).startswith(("float", "bfloat"))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # every loss in float32, whatever the student computes in (``student_precision``;
+        # the students of models.py give float32 logits already)
+        if keras.backend.standardize_dtype(y_pred.dtype) != "float32":
+            y_pred = ops.cast(y_pred, "float32")
         if self._soft(y):
             kd = kd_loss_from_soft_labels(y, y_pred, self.temperature)
         else:
@@ -141,6 +150,26 @@ class Distiller(keras.Model):
     @property
     def metrics(self):
         return [*super().metrics, self.kd_tracker, self.accuracy_tracker]
+
+
+def check_precision(student, precision):
+    """Raises ValueError unless ``student`` was built for ``precision`` (a
+    ``student_precision``: ``models.get(name, dtype=precision)``); warns once per process
+    when that is bfloat16 arithmetic on a CPU without native bf16 (and no GPU)."""
+    if models.precision(student) != precision:
+        raise ValueError(
+            f"the student computes in {models.precision(student)} but student_precision is "
+            f"{precision}: build it with models.get(name, dtype={precision!r})")
+    if precision != "float32" and not hardware.native_bf16() and \
+            not tf.config.list_physical_devices("GPU"):
+        _warn_slow_bf16()
+
+
+@functools.cache
+def _warn_slow_bf16():
+    logging.warning("training the student in mixed_bfloat16 on a CPU without native bf16 "
+                    "(AVX512-BF16 or AMX): it works, but emulated bfloat16 is slow, likely "
+                    "slower than float32")
 
 
 def compile_distiller(distiller, lr):

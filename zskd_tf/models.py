@@ -3,6 +3,11 @@
 All models take 32x32xC images in [0, 1] and output logits; the caller applies the
 temperature. Layer names follow the tables' numbering (``conv1``, ``lrn2``, ``pool3``...)
 so a model can be checked against the table layer by layer.
+
+Every builder takes ``dtype``: a Keras dtype policy for its layers (None: the global
+policy, float32 here), e.g. ``"mixed_bfloat16"``: float32 variables, bfloat16 compute.
+The logits layer of a model built with a policy always computes in float32, so the
+logits and every loss on them are float32 (the student's ``student_precision``).
 """
 import keras
 import tensorflow as tf
@@ -50,41 +55,48 @@ def _decay(weight_decay):
     return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
 
-def _lenet(name, filters, input_shape, num_classes, weight_decay):
+def _logits_dtype(dtype):
+    """The logits layer's policy: float32 whenever the model is given one."""
+    return None if dtype is None else "float32"
+
+
+def _lenet(name, filters, input_shape, num_classes, weight_decay, dtype=None):
     init = lambda: keras.initializers.TruncatedNormal(stddev=0.1)  # noqa: E731
     conv = lambda n, f: keras.layers.Conv2D(  # noqa: E731
         f, 5, padding="valid", activation="relu", kernel_initializer=init(),
-        bias_initializer="zeros", kernel_regularizer=_decay(weight_decay), name=n)
-    dense = lambda n, u, act=None: keras.layers.Dense(  # noqa: E731
+        bias_initializer="zeros", kernel_regularizer=_decay(weight_decay), name=n,
+        dtype=dtype)
+    dense = lambda n, u, act=None, dtype=dtype: keras.layers.Dense(  # noqa: E731
         u, activation=act, kernel_initializer=init(), bias_initializer="zeros",
-        kernel_regularizer=_decay(weight_decay), name=n)
+        kernel_regularizer=_decay(weight_decay), name=n, dtype=dtype)
     x = inputs = keras.Input(input_shape, name="image")
     x = conv("conv1", filters[0])(x)
-    x = keras.layers.MaxPooling2D(2, padding="valid", name="pool2")(x)
+    x = keras.layers.MaxPooling2D(2, padding="valid", name="pool2", dtype=dtype)(x)
     x = conv("conv3", filters[1])(x)
-    x = keras.layers.MaxPooling2D(2, padding="valid", name="pool4")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.MaxPooling2D(2, padding="valid", name="pool4", dtype=dtype)(x)
+    x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
     x = dense("fc5", 120, "relu")(x)
     x = dense("fc6", 84, "relu")(x)
-    logits = dense("fc7", num_classes)(x)
+    logits = dense("fc7", num_classes, dtype=_logits_dtype(dtype))(x)
     return keras.Model(inputs, logits, name=name)
 
 
-def lenet5(input_shape=(32, 32, 1), num_classes=10, weight_decay=0.0):
+def lenet5(input_shape=(32, 32, 1), num_classes=10, weight_decay=0.0, dtype=None):
     """LeNet-5 teacher (Table 4): 61,706 parameters for 32x32x1 input and 10 classes.
 
     ``weight_decay`` > 0 adds weight_decay * sum(w^2) / 2 over every kernel to the
     training loss (not in the paper; the TF1 reproduction's teachers use 1e-4).
+    ``dtype``: the layers' Keras dtype policy (the module's docstring).
     """
-    return _lenet("lenet5", (6, 16), input_shape, num_classes, weight_decay)
+    return _lenet("lenet5", (6, 16), input_shape, num_classes, weight_decay, dtype)
 
 
-def lenet5_half(input_shape=(32, 32, 1), num_classes=10, weight_decay=0.0):
+def lenet5_half(input_shape=(32, 32, 1), num_classes=10, weight_decay=0.0, dtype=None):
     """LeNet-5-Half student (Table 4): half the conv filters; 35,820 parameters."""
-    return _lenet("lenet5_half", (3, 8), input_shape, num_classes, weight_decay)
+    return _lenet("lenet5_half", (3, 8), input_shape, num_classes, weight_decay, dtype)
 
 
-def _alexnet(name, width, input_shape, num_classes, dropout, weight_decay):
+def _alexnet(name, width, input_shape, num_classes, dropout, weight_decay, dtype=None):
     """Table 5. ``width`` = (conv1..conv5 filters, fc16, fc19)."""
     init = lambda: keras.initializers.RandomNormal(stddev=0.01)  # noqa: E731
 
@@ -92,16 +104,20 @@ def _alexnet(name, width, input_shape, num_classes, dropout, weight_decay):
         return keras.layers.Conv2D(
             f, k, padding="same", activation="relu", kernel_initializer=init(),
             bias_initializer=keras.initializers.Constant(bias),
-            kernel_regularizer=_decay(weight_decay), name=n)
+            kernel_regularizer=_decay(weight_decay), name=n, dtype=dtype)
 
-    def dense(n, u, act=None):
+    def dense(n, u, act=None, dtype=dtype):
         return keras.layers.Dense(u, activation=act, kernel_initializer=init(),
                                   bias_initializer="zeros",
-                                  kernel_regularizer=_decay(weight_decay), name=n)
+                                  kernel_regularizer=_decay(weight_decay), name=n,
+                                  dtype=dtype)
 
-    pool = lambda n: keras.layers.MaxPooling2D(3, 2, padding="valid", name=n)  # noqa: E731
-    bn = lambda n: keras.layers.BatchNormalization(name=n)  # noqa: E731
-    lrn = lambda n: LocalResponseNormalization(2, 1.0, 1e-4, 0.75, name=n)  # noqa: E731
+    pool = lambda n: keras.layers.MaxPooling2D(  # noqa: E731
+        3, 2, padding="valid", name=n, dtype=dtype)
+    # BatchNormalization normalises in float32 whatever its policy (Keras upcasts)
+    bn = lambda n: keras.layers.BatchNormalization(name=n, dtype=dtype)  # noqa: E731
+    lrn = lambda n: LocalResponseNormalization(  # noqa: E731
+        2, 1.0, 1e-4, 0.75, name=n, dtype=dtype)
     c1, c2, c3, c4, c5, f16, f19 = width
     x = inputs = keras.Input(input_shape, name="image")
     x = conv("conv1", c1, 5, 0.0)(x)
@@ -119,27 +135,30 @@ def _alexnet(name, width, input_shape, num_classes, dropout, weight_decay):
     x = conv("conv13", c5, 3, 1.0)(x)
     x = pool("pool14")(x)
     x = bn("bn15")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
     x = dense("fc16", f16, "relu")(x)
-    x = keras.layers.Dropout(dropout, name="dropout17")(x)
+    x = keras.layers.Dropout(dropout, name="dropout17", dtype=dtype)(x)
     x = bn("bn18")(x)
     x = dense("fc19", f19, "relu")(x)
-    x = keras.layers.Dropout(dropout, name="dropout20")(x)
+    x = keras.layers.Dropout(dropout, name="dropout20", dtype=dtype)(x)
     x = bn("bn21")(x)
-    logits = dense("fc22", num_classes)(x)
+    logits = dense("fc22", num_classes, dtype=_logits_dtype(dtype))(x)
     return keras.Model(inputs, logits, name=name)
 
 
-def alexnet(input_shape=(32, 32, 3), num_classes=10, dropout=0.5, weight_decay=0.0):
-    """Modified AlexNet teacher for CIFAR-10 (Table 5); ``weight_decay`` as in lenet5."""
+def alexnet(input_shape=(32, 32, 3), num_classes=10, dropout=0.5, weight_decay=0.0,
+            dtype=None):
+    """Modified AlexNet teacher for CIFAR-10 (Table 5); ``weight_decay`` and ``dtype`` as
+    in lenet5."""
     return _alexnet("alexnet", (48, 128, 192, 192, 128, 512, 256), input_shape,
-                    num_classes, dropout, weight_decay)
+                    num_classes, dropout, weight_decay, dtype)
 
 
-def alexnet_half(input_shape=(32, 32, 3), num_classes=10, dropout=0.5, weight_decay=0.0):
+def alexnet_half(input_shape=(32, 32, 3), num_classes=10, dropout=0.5, weight_decay=0.0,
+                 dtype=None):
     """AlexNet-Half student for CIFAR-10 (Table 5)."""
     return _alexnet("alexnet_half", (24, 64, 96, 96, 64, 256, 128), input_shape,
-                    num_classes, dropout, weight_decay)
+                    num_classes, dropout, weight_decay, dtype)
 
 
 REGISTRY = {
@@ -158,6 +177,15 @@ def get(name, **kwargs):
         raise ValueError(
             f"unknown model {name!r}; choose one of {sorted(REGISTRY)}") from None
     return builder(**kwargs)
+
+
+def precision(model):
+    """The dtype policy of ``model``'s first layer computing in bfloat16 (``"mixed_bfloat16"``
+    for a student built for it), else ``"float32"``: the ``student_precision`` it fits."""
+    for layer in model.layers:
+        if getattr(layer, "compute_dtype", None) == "bfloat16":
+            return layer.dtype_policy.name
+    return "float32"
 
 
 def with_dtype_policy(model, policy):

@@ -105,6 +105,9 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
     impressions); with ``config.stored_soft_labels`` the un-augmented stage learns from
     them instead of running the teacher on every batch.
 
+    ``student`` must have been built for ``config.student_precision``
+    (``models.get(name, dtype=config.student_precision)``; ValueError otherwise).
+
     ``heldout``: optional held-out impressions, monitored every ``config.eval_every``
     epochs (``zskd_tf.heldout``). With a ``strategy``, teacher and student must have been
     built under its scope; the stage's batch size is the global batch, split over its
@@ -123,6 +126,7 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
     stored = not augmented and config.stored_soft_labels
     if stored and soft_labels is None:
         raise ValueError("stored_soft_labels needs the soft labels stored with the images")
+    distill.check_precision(student, config.student_precision)
     # what makes this stage (a rerun that differs stops: training.check_settings)
     settings = {"teacher_sha256": store.teacher_fingerprint(teacher),
                 "images_sha256": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest(),
@@ -131,6 +135,8 @@ def distill_images(teacher, student, x, workdir, config, test=None, augmented=Fa
     if stored:
         settings["soft_labels_sha256"] = hashlib.sha256(
             np.ascontiguousarray(soft_labels).tobytes()).hexdigest()
+    if config.student_precision != "float32":  # stages recorded before it: float32
+        settings["student_precision"] = config.student_precision
     if augmented:  # it starts from the student stage's result
         settings.update(augment_prob=config.augment_prob,
                         student_epochs=config.student_epochs, student_lr=config.student_lr)
@@ -202,6 +208,8 @@ def distill_and_evaluate(teacher, student, x, workdir, config, test=None, strate
 def run(teacher, student, workdir, config, test=None, strategy=None, restart_from=None):
     """Runs every stage; returns a results dict (also written to ``workdir/zskd.json``).
 
+    student: built for ``config.student_precision`` (``models.get(name,
+    dtype=config.student_precision)``); the teacher stays float32.
     test: optional (x_test, y_test) for evaluation. The reported accuracy is the final
     epoch's; no stage selects anything on the test set. strategy: an optional
     ``tf.distribute`` strategy under whose scope teacher and student were built.
@@ -217,6 +225,7 @@ def run(teacher, student, workdir, config, test=None, strategy=None, restart_fro
     from zskd_tf.teachers import checks  # the teacher must match the student: before any work
     checks.check(teacher, student.input_shape[1:], student.output_shape[-1])
     config = config.validate().resolved()
+    distill.check_precision(student, config.student_precision)
     os.makedirs(workdir, exist_ok=True)
     chief = distribute.is_chief(strategy)
     if restart_from is not None:
