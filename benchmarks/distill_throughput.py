@@ -36,16 +36,18 @@ QUICK = {"models": ["lenet5"], "num_images": 1024, "steps": 2,
 common.define_quick_flags("distill_throughput", QUICK)
 
 
-def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0, soft_labels=False):
+def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0, soft_labels=False,
+                 precision="float32"):
     """Training images/s of a Distiller (student = STUDENTS[teacher]) on random images;
-    ``soft_labels``: from given teacher soft labels, the teacher not run."""
+    ``soft_labels``: from given teacher soft labels, the teacher not run; ``precision``:
+    the student's (a ``student_precision``; the teacher is float32)."""
     import keras
     import numpy as np
     import tensorflow as tf
     from zskd_tf import augment as augment_lib
     from zskd_tf import data, distill, models
     keras.utils.set_random_seed(seed)
-    t, s = models.get(teacher), models.get(STUDENTS[teacher])
+    t, s = models.get(teacher), models.get(STUDENTS[teacher], dtype=precision)
     x = np.random.default_rng(seed).uniform(
         size=(num_images, *t.input_shape[1:])).astype(np.float32)
     soft = None
@@ -69,6 +71,7 @@ def distill_rate(teacher, augment, num_images, batch_size, steps, seed=0, soft_l
     warmup, seconds = ends[warm - 1] - start, ends[-1] - ends[warm - 1]
     return {"teacher": teacher, "student": STUDENTS[teacher], "augment": bool(augment),
             "soft_labels": "given" if soft_labels else "teacher run per batch",
+            "precision": precision,
             "batch_size": batch_size, "steps": steps, "seconds": seconds,
             "warmup_epoch_seconds": warmup, "images_per_s": steps * batch_size / seconds,
             "step_ms": 1000 * seconds / steps, "peak_rss_mb": common.peak_rss_mb()}
