@@ -112,3 +112,18 @@ def test_student_kd_binary_trains_in_bf16_and_refuses_a_float32_rerun(tmp_path, 
     proc = run_module("experiments.student_kd", *args)  # float32, the default
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and last.startswith("error:") and "student_precision" in last
+
+
+def test_runs_in_another_precision_are_not_the_planned_float32_runs():
+    from zskd_tf import committed
+    teacher = "pretrained/mnist_lenet5_wd.keras"
+    planned = committed.student_kd("mnist", 0, teacher)
+    record = {"command": "python -m experiments.student_kd --dataset=mnist --workdir=/w",
+              "dataset": "mnist", "teacher": teacher}
+    assert committed.differences(planned, committed.of_record(record)) == []  # float32
+    bf16 = {**record, "student_precision": BF16}
+    assert committed.differences(planned, committed.of_record(bf16)) == [
+        ("student_precision", BF16, "float32")]
+    zskd_run = committed.zskd("mnist", "reproduce", 0, teacher, {})
+    other = committed.zskd("mnist", "reproduce", 0, teacher, {"student_precision": BF16})
+    assert committed.differences(zskd_run, other) == [("student_precision", BF16, "float32")]

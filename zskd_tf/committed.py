@@ -107,7 +107,8 @@ def _train_teacher_values(dataset, model=None, epochs=None, lr=None, batch_size=
 
 
 def _student_kd_values(dataset, teacher=None, epochs=None, lr=None, kd_lambda=None,
-                       temperature=None, batch_size=None, num_samples=None, seed=None):
+                       temperature=None, batch_size=None, num_samples=None, seed=None,
+                       student_precision=None):
     setup = paper.SETUPS[dataset]
     teacher = teacher or presets.values(presets.DEFAULT, dataset)["teacher"]
     return {"dataset": dataset, "teacher": os.path.basename(teacher),
@@ -117,7 +118,7 @@ def _student_kd_values(dataset, teacher=None, epochs=None, lr=None, kd_lambda=No
             "temperature": float(temperature or paper.TEMPERATURE),
             "batch_size": int(batch_size or paper.BATCH_SIZE),
             "num_samples": None if num_samples is None else int(num_samples),
-            "seed": int(seed or 0)}
+            "seed": int(seed or 0), "student_precision": student_precision or "float32"}
 
 
 def train_teacher(dataset, seed, model, epochs=None):
@@ -249,7 +250,8 @@ def _of_record(record):
         dataset, _first(record, flags, "teacher"),
         _first(record, flags, "epochs", "student_epochs"),
         _first(record, flags, "lr", "student_lr"), flags.get("kd_lambda"),
-        flags.get("temperature"), flags.get("batch_size"), samples, flags.get("seed")))
+        flags.get("temperature"), flags.get("batch_size"), samples, flags.get("seed"),
+        _first(record, flags, "student_precision")))
 
 
 # ------------------------------------------------------------------------- comparing
