@@ -13,9 +13,14 @@ The speed-up per round is bf16 / float32 of that round's pair.
 Accuracy: MNIST: the committed teacher (``pretrained/mnist_lenet5_wd.keras``) crafts
 ``--mnist_impressions`` Data Impressions with ``--mnist_iterations`` steps each (the
 default preset's recipe otherwise); CIFAR-10: the committed stand-in teacher
-(``pretrained/cifar10_alexnet.keras``) crafts ``--cifar10_impressions`` with
-``--cifar10_iterations`` steps, in bfloat16 (``--craft_precision``, to save time; both
-precisions of the student learn from the same set). Then for each seed in ``--seeds``
+(``pretrained/cifar10_alexnet.keras``) teaches either on ``--cifar10_impressions``
+crafted with ``--cifar10_iterations`` steps in bfloat16 (``--craft_precision``, to save
+time; both precisions of the student learn from the same set) or, with
+``--cifar10_transfer=train_images``, on that many real CIFAR-10 training images
+(class-balanced, seeded; their labels unused): a stand-in transfer set, because
+impressions crafted at a budget of minutes teach AlexNet-Half nothing (run 1: chance)
+while the question here is only whether bf16 arithmetic changes what a student learns.
+Then for each seed in ``--seeds``
 and each precision a fresh student (the same initial weights and batches for both
 precisions of a seed: only the arithmetic differs) is distilled with
 ``zskd.distill_images`` (teacher run per batch, no augmentation) and its final-epoch
@@ -54,7 +59,13 @@ flags.DEFINE_integer("mnist_impressions", 4000, "MNIST impressions crafted.")
 flags.DEFINE_integer("mnist_iterations", 300, "Crafting steps per MNIST impression.")
 flags.DEFINE_integer("mnist_epochs", 100, "LeNet-5-Half distillation epochs.")
 flags.DEFINE_integer("mnist_batch_size", 512, "LeNet-5-Half batch size (the paper's).")
-flags.DEFINE_integer("cifar10_impressions", 500, "CIFAR-10 impressions crafted.")
+flags.DEFINE_enum("cifar10_transfer", "impressions", ["impressions", "train_images"],
+                  "CIFAR-10's transfer set: crafted impressions, or real training images "
+                  "(a stand-in; the module's docstring).")
+flags.DEFINE_integer("cifar10_impressions", 500, "CIFAR-10 impressions crafted (or training "
+                     "images taken).")
+flags.DEFINE_float("cifar10_lr", None, "AlexNet-Half learning rate (default: the "
+                   "appendix's for the set's size).")
 flags.DEFINE_integer("cifar10_iterations", 100, "Crafting steps per CIFAR-10 impression.")
 flags.DEFINE_integer("cifar10_epochs", 40, "AlexNet-Half distillation epochs.")
 flags.DEFINE_integer("cifar10_batch_size", 100, "AlexNet-Half batch size (the paper's "
@@ -126,16 +137,35 @@ def craft_set(dataset, teacher_path, workdir, impressions, iterations, craft_pre
             "processes": stats["processes"], "seconds": time.perf_counter() - start}
 
 
+def real_set(dataset, path, size, data_dir, seed=0):
+    """Saves ``size`` class-balanced training images of ``dataset`` (drawn with ``seed``)
+    to ``path`` (.npy): a stand-in transfer set; returns its record."""
+    import numpy as np
+
+    from experiments import common as experiments_common
+    from zskd_tf import data as data_lib
+    data = data_lib.load(dataset, data_dir)
+    take = experiments_common.balanced_subset(data.y_train, size, seed)
+    np.save(path, data.x_train[take])
+    return {"dataset": dataset, "transfer": "train_images", "images": size,
+            "class_counts": np.bincount(data.y_train[take], minlength=10).tolist(),
+            "seed": seed}
+
+
 def train_student(dataset, teacher_path, set_dir, workdir, precision, seed, epochs,
-                  batch_size, data_dir):
+                  batch_size, data_dir, lr=None):
     """Distils a fresh student of ``dataset`` in ``precision`` on the crafted set in
-    ``set_dir``; returns its final-epoch test accuracy and training rates."""
+    ``set_dir`` (or the images of an .npy file); returns its final-epoch test accuracy
+    and training rates."""
+    import numpy as np
+
     from zskd_tf import config as config_lib
     from zskd_tf import data as data_lib
     from zskd_tf import distill, models, seeding, store, training, zskd
-    x = store.load(set_dir, keys=("images",))["images"]
+    x = np.load(set_dir) if set_dir.endswith(".npy") else \
+        store.load(set_dir, keys=("images",))["images"]
     config = config_lib.Config(
-        dataset=dataset, num_impressions=len(x), student_epochs=epochs,
+        dataset=dataset, num_impressions=len(x), student_epochs=epochs, student_lr=lr,
         batch_size=batch_size, augment=False, eval_every=0, seed=seed,
         student_precision=precision).validate().resolved()
     teacher = models.load(teacher_path)
@@ -173,24 +203,33 @@ def accuracy(datasets, seeds, budget, data_dir):
                 print(f"{dataset}: no teacher at {teacher_path}; skipped", flush=True)
                 continue
             b = budget[dataset]
-            set_dir = os.path.join(root, dataset)
-            record = common.run_isolated(
-                "benchmarks.student_precision:craft_set", dataset=dataset,
-                teacher_path=teacher_path, workdir=set_dir, impressions=b["impressions"],
-                iterations=b["iterations"], craft_precision=b["craft_precision"])
+            if b.get("transfer") == "train_images":
+                images = os.path.join(root, f"{dataset}_train_images.npy")
+                record = common.run_isolated(
+                    "benchmarks.student_precision:real_set", dataset=dataset, path=images,
+                    size=b["impressions"], data_dir=data_dir)
+                print(f"{dataset}: {b['impressions']} training images as the transfer set",
+                      flush=True)
+            else:
+                record = common.run_isolated(
+                    "benchmarks.student_precision:craft_set", dataset=dataset,
+                    teacher_path=teacher_path, workdir=os.path.join(root, dataset),
+                    impressions=b["impressions"], iterations=b["iterations"],
+                    craft_precision=b["craft_precision"])
+                images = os.path.join(root, dataset, "transfer_set")
+                print(f"{dataset}: crafted {record['impressions']} x "
+                      f"{record['iterations']} in {record['seconds']:.0f} s", flush=True)
             record["teacher"] = DATASETS[dataset][2]
             sets.append(record)
-            print(f"{dataset}: crafted {record['impressions']} x {record['iterations']} in "
-                  f"{record['seconds']:.0f} s", flush=True)
             mine = []
             for i, seed in enumerate(seeds):
                 for precision in _order(i):
                     row = common.run_isolated(
                         "benchmarks.student_precision:train_student", dataset=dataset,
-                        teacher_path=teacher_path, set_dir=os.path.join(set_dir, "transfer_set"),
+                        teacher_path=teacher_path, set_dir=images,
                         workdir=os.path.join(root, f"{dataset}_{precision}_{seed}"),
                         precision=precision, seed=seed, epochs=b["epochs"],
-                        batch_size=b["batch_size"], data_dir=data_dir)
+                        batch_size=b["batch_size"], data_dir=data_dir, lr=b.get("lr"))
                     mine.append(row)
                     print(f"{dataset} seed {seed} {precision:>14}: test "
                           f"{row['test_accuracy']:.2f}%, {row['images_per_s']:,.0f} "
@@ -247,7 +286,8 @@ def main(argv):
             "mnist": {"impressions": opts["mnist_impressions"],
                       "iterations": opts["mnist_iterations"], "craft_precision": "float32",
                       "epochs": opts["mnist_epochs"], "batch_size": FLAGS.mnist_batch_size},
-            "cifar10": {"impressions": FLAGS.cifar10_impressions,
+            "cifar10": {"transfer": FLAGS.cifar10_transfer,
+                        "impressions": FLAGS.cifar10_impressions, "lr": FLAGS.cifar10_lr,
                         "iterations": FLAGS.cifar10_iterations,
                         "craft_precision": FLAGS.cifar10_craft_precision,
                         "epochs": FLAGS.cifar10_epochs,
