@@ -23,14 +23,15 @@ print({_MARKER!r} + json.dumps(result), flush=True)
 """
 
 
-def matmul_gflops(n=2048, seconds=3.0, repeats=3):
-    """Measured float32 ``tf.matmul`` rate (GFLOP/s, 2*n^3 per product) in a tf.function.
+def matmul_gflops(n=2048, seconds=3.0, repeats=3, dtype="float32"):
+    """Measured ``tf.matmul`` rate (GFLOP/s, 2*n^3 per product) in a tf.function, of
+    ``dtype`` operands (float32 unless told: "bfloat16" for the CPU's bf16 rate).
 
     ``seconds`` is split over ``repeats`` timed rounds after a warm-up; the best round counts.
     """
     import tensorflow as tf
-    a = tf.random.uniform((n, n))
-    b = tf.random.uniform((n, n))
+    a = tf.cast(tf.random.uniform((n, n)), dtype)
+    b = tf.cast(tf.random.uniform((n, n)), dtype)
     product = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
     product(a, b).numpy()
     best = 0.0

@@ -55,6 +55,11 @@ flags.DEFINE_integer("torch_steps", 100, "Timed steps of the PyTorch peer loop, 
 flags.DEFINE_list("torch_threads", [], "Also time the peer loop with these thread counts "
                   "(each its own row; the peer row itself uses the CPU count).")
 flags.DEFINE_float("matmul_gflops", None, "Use this matmul rate instead of measuring it.")
+flags.DEFINE_float("bf16_matmul_gflops", None, "Use this bfloat16 matmul rate instead of "
+                   "measuring it (measured when --precisions has bfloat16).")
+flags.DEFINE_list("folded_kernels", [], "Also time Crafter with the folded teacher built with "
+                  "each of these teachers.folded.KERNELS ('xla', 'tf'), a row per choice, "
+                  "parallelism and precision, each right after the default row.")
 QUICK = {"models": ["lenet5"], "parallel": ["1", "2"], "steps": 2, "eager_steps": 2,
          "torch_steps": 2, "processes": ["2"], "precisions": ["float32", "bfloat16"],
          "out": "benchmarks/results/craft_throughput_quick.json"}
@@ -185,20 +190,25 @@ def torch_rate(model, steps, seed=0, threads=None):
 
 
 def crafter_rate(model, parallel, steps, seed=0, fast=True, threads=None, barrier=None,
-                 precision="float32"):
+                 precision="float32", folded_kernels=None):
     """Image-steps/s of ``Crafter`` optimising ``parallel`` batches of 100 images at once.
 
     A 1-iteration ``craft`` call builds the variables and traces the step loop; then
     ``steps`` steps of that compiled loop are timed (no noise drawing or final readout).
     threads: intra- and inter-op threads of this process; barrier: (directory, count):
-    wait until ``count`` processes are ready before timing.
+    wait until ``count`` processes are ready before timing. folded_kernels: the folded
+    teacher's ``LRN_KERNELS`` (default: the module's).
     """
     import tensorflow as tf
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
+
     from zskd_tf import config, impressions, models
+    from zskd_tf.teachers import folded
+    if folded_kernels:
+        folded.KERNELS = folded_kernels
     keras.utils.set_random_seed(seed)
     teacher = models.get(model)
     crafter = impressions.Crafter(
@@ -215,9 +225,11 @@ def crafter_rate(model, parallel, steps, seed=0, fast=True, threads=None, barrie
     float(crafter._step_fn(tf.constant(steps), False))  # the loop craft() runs in chunks
     seconds = time.perf_counter() - start
     method = ("crafter" if fast else "crafter-keras") + (
-        "" if precision == "float32" else f" {precision}")
+        "" if precision == "float32" else f" {precision}") + (
+        f" kernels={folded_kernels}" if folded_kernels else "")
     return {**_result(method, model, parallel, steps, seconds, teacher),
-            "precision": precision, "warmup_seconds": warmup, "rewritten": crafter.fast is not None,
+            "precision": precision, "folded_kernels": folded.KERNELS,
+            "warmup_seconds": warmup, "rewritten": crafter.fast is not None,
             "began": began, "ended": began + seconds}
 
 
@@ -279,11 +291,16 @@ def main(argv):
     parallel = [int(p) for p in opts["parallel"]]
     machine = common.machine_info()
     matmul = FLAGS.matmul_gflops
+    size = dict(n=512, seconds=0.5) if FLAGS.quick else dict(n=2048, seconds=3.0)
     if matmul is None:
-        size = dict(n=512, seconds=0.5) if FLAGS.quick else dict(n=2048, seconds=3.0)
         matmul = common.run_isolated("benchmarks.common:matmul_gflops", **size)
     machine["matmul_gflops"] = matmul
     machine["matmul_gflops_given"] = FLAGS.matmul_gflops is not None
+    bf16 = FLAGS.bf16_matmul_gflops
+    if bf16 is None and "bfloat16" in opts["precisions"]:
+        bf16 = common.run_isolated("benchmarks.common:matmul_gflops", dtype="bfloat16", **size)
+    machine["bf16_matmul_gflops"] = bf16
+    machine["bf16_matmul_gflops_given"] = FLAGS.bf16_matmul_gflops is not None
 
     torch = torch_version() if FLAGS.torch_peer else None
     notes = []
@@ -303,12 +320,19 @@ def main(argv):
                 "import torch failed (not a dependency of this project)" if not torch
                 else f"no PyTorch port of it here (ports: {', '.join(TORCH_PEERS)})"))
         for precision in opts["precisions"]:
-            alone = [common.run_isolated("benchmarks.craft_throughput:crafter_rate",
-                                         model=model, parallel=p, steps=opts["steps"],
-                                         precision=precision) for p in parallel]
+            alone, ways = [], []
+            for p in parallel:  # each choice of kernels right after the default row
+                alone.append(common.run_isolated(
+                    "benchmarks.craft_throughput:crafter_rate", model=model, parallel=p,
+                    steps=opts["steps"], precision=precision))
+                ways += [common.run_isolated(
+                    "benchmarks.craft_throughput:crafter_rate", model=model, parallel=p,
+                    steps=opts["steps"], precision=precision, folded_kernels=k)
+                    for k in FLAGS.folded_kernels]
             each = process_parallel(model, alone, FLAGS.process_parallel)
-            runs += alone + [processes_rate(model, int(p), each, opts["steps"], precision)
-                             for p in opts["processes"] if int(p) > 1]
+            runs += alone + ways + [
+                processes_rate(model, int(p), each, opts["steps"], precision)
+                for p in opts["processes"] if int(p) > 1]
         if any(r.get("rewritten") for r in runs):
             runs.append(common.run_isolated("benchmarks.craft_throughput:crafter_rate",
                                             model=model, parallel=max(parallel),
@@ -316,19 +340,23 @@ def main(argv):
         peer = [r for r in runs if r["method"] == "pytorch eager"]
         for r in runs:
             r["fraction_of_matmul"] = r["gflops"] / matmul
+            r["fraction_of_bf16_matmul"] = bf16 and r["gflops"] / bf16
             r["speedup_over_eager"] = r["image_steps_per_s"] / eager["image_steps_per_s"]
             if peer:
                 r["speedup_over_pytorch"] = r["image_steps_per_s"] / peer[0]["image_steps_per_s"]
         results += runs
 
     print(f"matmul: {matmul:.1f} GFLOP/s on {machine['cpu_count']} CPUs "
-          f"(load average {machine['load_average_1_5_15min'][0]:.2f})")
+          f"(load average {machine['load_average_1_5_15min'][0]:.2f})"
+          + (f"; bfloat16 matmul {bf16:.1f} GFLOP/s" if bf16 else ""))
     common.print_table(
         [(r["model"], r["method"], r["images"], r["image_steps_per_s"], r["gflops"],
-          100 * r["fraction_of_matmul"], r["peak_rss_mb"], r["speedup_over_eager"],
+          100 * r["fraction_of_matmul"],
+          r["fraction_of_bf16_matmul"] and 100 * r["fraction_of_bf16_matmul"],
+          r["peak_rss_mb"], r["speedup_over_eager"],
           r.get("speedup_over_pytorch")) for r in results],
-        ("model", "method", "images", "img-steps/s", "GFLOP/s", "% matmul", "RSS MB", "speed-up",
-         "x pytorch"))
+        ("model", "method", "images", "img-steps/s", "GFLOP/s", "% matmul", "% bf16 mm",
+         "RSS MB", "speed-up", "x pytorch"))
     for note in notes:
         print(note)
     for r in results:
@@ -340,7 +368,7 @@ def main(argv):
     common.write_json(opts["out"], {
         "benchmark": "craft_throughput", "machine": machine, "code": common.code_state(),
         "settings": {"models": opts["models"], "parallel": parallel, "batch_size": BATCH,
-                     "precisions": opts["precisions"],
+                     "precisions": opts["precisions"], "folded_kernels": FLAGS.folded_kernels,
                      "processes": [int(p) for p in opts["processes"]],
                      "process_parallel": FLAGS.process_parallel,
                      "steps": opts["steps"], "eager_steps": opts["eager_steps"],

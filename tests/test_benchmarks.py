@@ -157,3 +157,30 @@ def test_conv_input_grad_variants_agree_and_report(tmp_path):
     rows = json.loads(out.read_text())["results"]
     assert len(rows) == 8 and all(r["us_per_image"] > 0 for r in rows)
     assert "backprop_input" in proc.stdout
+
+
+def test_craft_profile_groups_a_traced_step_by_layer(tmp_path):
+    out = tmp_path / "profile.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.craft_profile", "--quick", "--precisions=bfloat16",
+         "--matmul_gflops=50", "--bf16_matmul_gflops=100", f"--out={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["machine"]["bf16_matmul_gflops"] == pytest.approx(100)
+    (run,) = result["results"]
+    assert run["precision"] == "bfloat16" and run["images"] == 4 and run["folded_kernels"] == "xla"
+    groups = {(g["group"], g["direction"]) for g in run["summary"]["groups"]}
+    for layer in ("conv1", "lrn2", "pool3", "conv5", "lrn6", "conv13", "fc16"):
+        assert {(layer, "forward"), (layer, "gradient")} <= groups, layer
+    assert ("adam", "forward") in groups and ("loss", "forward") in groups
+    conv5 = next(g for g in run["summary"]["groups"] if g["group"] == "conv5")
+    assert conv5["flops"] == 2 * 4 * 15 * 15 * 5 * 5 * 48 * 128 and conv5["gflops"] > 0
+    assert conv5["fraction_of_bf16_matmul"] == pytest.approx(conv5["gflops"] / 100)
+    assert run["onednn_primitives"] is not None  # empty where TensorFlow runs without oneDNN
+    if any(p["kind"] == "convolution" for p in run["onednn_primitives"]):
+        assert conv5["onednn_impl"]  # e.g. brg_conv_fwd:avx10_1_512_amx
+    shares = run["summary"]["categories"]
+    assert sum(c["share"] for c in shares.values()) == pytest.approx(1.0)
+    assert run["image_steps_per_s"] > 0 and "% bf16 mm" in proc.stdout

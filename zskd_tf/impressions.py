@@ -91,6 +91,15 @@ class Crafter:
                                  models.with_dtype_policy(teacher, "mixed_bfloat16"))
         self.state_shape = self.fast.internal_shape if self.fast else self.image_shape
         self._vars_for = None
+        self._trace_steps()
+
+    def _trace_steps(self):
+        """The compiled step loop. Its body is one step as a function that is not inlined
+        into the loop: inside a loop, TensorFlow's oneDNN graph rewrite left some
+        MaxPoolGrad ops as the Eigen kernel, 10-20x slower, at random from process to
+        process (docs/PERFORMANCE.md, "AlexNet crafting: what bounds it"); on a loop-free
+        function body it rewrites them all."""
+        self._one_step = tf.function(self._step, experimental_attributes={"_noinline": True})
         self._step_fn = tf.function(self._steps)
 
     def _make_vars(self, n, num_classes):
@@ -105,7 +114,7 @@ class Crafter:
         self.taken = tf.Variable(tf.zeros((n,), tf.int32), trainable=False)
         self.t = tf.Variable(0.0, trainable=False)
         self._vars_for = (n, num_classes)
-        self._step_fn = tf.function(self._steps)  # new variables: trace afresh
+        self._trace_steps()  # new variables: trace afresh
 
     def _loss_terms(self, x, exact=False):
         """Logits at the crafting temperature and each image's cross-entropy; ``exact``:
@@ -115,15 +124,17 @@ class Crafter:
                 self._compute, training=False)
         else:
             teacher = self.fast or functools.partial(self.teacher, training=False)
-        logits = tf.cast(teacher(x), tf.float32) / self.config.temperature
-        ce = tf.nn.softmax_cross_entropy_with_logits(labels=self.y, logits=logits)
+        logits = teacher(x)
+        with tf.name_scope("loss"):  # names the ops in profiles (benchmarks.craft_profile)
+            logits = tf.cast(logits, tf.float32) / self.config.temperature
+            ce = tf.nn.softmax_cross_entropy_with_logits(labels=self.y, logits=logits)
         return logits, ce
 
     def _steps(self, num_steps, use_stop):
         """``num_steps`` steps; returns the mean loss, NaN if any image is not finite (one
         reduction per call, read with the loss: the steps themselves never wait on it)."""
         for _ in tf.range(num_steps):
-            self._step(use_stop)
+            self._one_step(use_stop)
         _, ce = self._loss_terms(self.x)
         finite = tf.reduce_all(tf.math.is_finite(self.x))
         return tf.where(finite, tf.reduce_mean(ce), float("nan"))
@@ -150,6 +161,10 @@ class Crafter:
 
     def _step(self, use_stop):
         """One Adam step of every image, then the pixel handling."""
+        with tf.name_scope("craft_step"):  # names the ops in profiles
+            self._step_ops(use_stop)
+
+    def _step_ops(self, use_stop):
         c = self.config
         b = c.batch_size
         flat_size = int(np.prod(self.image_shape)) * b
@@ -167,29 +182,31 @@ class Crafter:
             conf = tf.reduce_sum(tf.nn.softmax(logits) * self.y, axis=-1)
             self.active.assign(tf.logical_and(self.active, conf < self.threshold))
             before = self.x.read_value()  # a snapshot: the update below copies on write
-        tf.raw_ops.ResourceApplyAdam(
-            var=self.x.handle, m=self.m.handle, v=self.v.handle,
-            beta1_power=c.beta1 ** self.t, beta2_power=c.beta2 ** self.t,
-            lr=tf.constant(c.lr, tf.float32), beta1=tf.constant(c.beta1, tf.float32),
-            beta2=tf.constant(c.beta2, tf.float32),
-            epsilon=tf.constant(c.epsilon, tf.float32), grad=grad)
-        x = self.x.read_value()
-        if c.pixel == "minmax":
-            blocks = tf.reshape(x, (-1, flat_size))
-            lo = tf.reduce_min(blocks, axis=1, keepdims=True)
-            hi = tf.reduce_max(blocks, axis=1, keepdims=True)
-            x = tf.reshape((blocks - lo) / tf.maximum(hi - lo, 1e-12), tf.shape(x))
-        elif c.pixel == "clip":
-            x = tf.clip_by_value(x, 0.0, 1.0)
-        if use_stop:
-            keep = tf.reshape(self.active, (-1,) + (1,) * len(self.image_shape))
-            x = tf.where(keep, x, before)
-            self.taken.assign_add(tf.cast(self.active, tf.int32))
-        else:
-            self.taken.assign_add(tf.ones_like(self.taken))
-        if use_stop or c.pixel not in ("none", "clip_end"):
-            # else the Adam kernel has updated x in place
-            self.x.assign(x)
+        with tf.name_scope("adam"):
+            tf.raw_ops.ResourceApplyAdam(
+                var=self.x.handle, m=self.m.handle, v=self.v.handle,
+                beta1_power=c.beta1 ** self.t, beta2_power=c.beta2 ** self.t,
+                lr=tf.constant(c.lr, tf.float32), beta1=tf.constant(c.beta1, tf.float32),
+                beta2=tf.constant(c.beta2, tf.float32),
+                epsilon=tf.constant(c.epsilon, tf.float32), grad=grad)
+        with tf.name_scope("pixels"):
+            x = self.x.read_value()
+            if c.pixel == "minmax":
+                blocks = tf.reshape(x, (-1, flat_size))
+                lo = tf.reduce_min(blocks, axis=1, keepdims=True)
+                hi = tf.reduce_max(blocks, axis=1, keepdims=True)
+                x = tf.reshape((blocks - lo) / tf.maximum(hi - lo, 1e-12), tf.shape(x))
+            elif c.pixel == "clip":
+                x = tf.clip_by_value(x, 0.0, 1.0)
+            if use_stop:
+                keep = tf.reshape(self.active, (-1,) + (1,) * len(self.image_shape))
+                x = tf.where(keep, x, before)
+                self.taken.assign_add(tf.cast(self.active, tf.int32))
+            else:
+                self.taken.assign_add(tf.ones_like(self.taken))
+            if use_stop or c.pixel not in ("none", "clip_end"):
+                # else the Adam kernel has updated x in place
+                self.x.assign(x)
 
     def craft(self, targets, batch_indices, seed, thresholds=None, log_prefix=""):
         """Crafts ``len(batch_indices)`` batches for ``targets`` (rows in batch order).
