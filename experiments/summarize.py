@@ -347,6 +347,9 @@ def _ours_pair(cells):
     return " / ".join(_ours(c) for c in cells)
 
 
+PAPER_RUNS = "paper/runs"  # records of runs experiments.reproduce made, by run label
+
+
 def _run_link(source):
     """A committed run's folder (or record), linked from this folder."""
     shown = source[len("results/"):] if source.startswith("results/") else source
@@ -354,14 +357,19 @@ def _run_link(source):
     return f"[{os.path.basename(folder)}]({folder})"
 
 
-def _origin(runs):
-    """Where runs came from: the committed runs or records imported (linked), how many
-    ``experiments.reproduce`` ran, how many are missing."""
+def _origin(runs, results_dir):
+    """Where runs came from: the committed runs or records imported (linked), the runs
+    ``experiments.reproduce`` made (linked where their records are committed under
+    ``paper/runs/``, else counted), how many are missing."""
     parts, ran, missing = [], 0, 0
     for r in runs:
         source = r.get("imported_from") or r.get("record")
+        copy = os.path.join(PAPER_RUNS, r.get("run", ""))
         if source:
             parts.append(_run_link(source))
+        elif r.get("status") == "finished" and r.get("run") and os.path.isfile(
+                os.path.join(results_dir, copy, "results.json")):
+            parts.append(f"[{r['run']}]({copy})")
         elif r.get("status") in ("finished", "imported"):
             ran += 1
         else:
@@ -475,7 +483,7 @@ def _summary_rows(kind, number, doc):
     return rows
 
 
-def _values_table(doc):
+def _values_table(doc, results_dir):
     """Every cell of a table, or every point of a figure 2 or 3."""
     rows = []
     for c in doc["cells"]:
@@ -488,7 +496,7 @@ def _values_table(doc):
                      ", ".join(f"{v['seed']}: {v['value']:.2f}" for v in values
                                if v["seed"] is not None) or "-",
                      _signed(c.get("difference")), c.get("budget", "-"),
-                     _origin(c.get("runs", ()))])
+                     _origin(c.get("runs", ()), results_dir)])
     header = ["data set", "cell", "paper %", "ours %", "each seed", "ours - paper", "budget",
               "runs from"]
     return report.markdown_table(header, rows)
@@ -538,7 +546,7 @@ def _built_lines(results_dir, kind, number, doc):
     elif kind == "table" and number in paper.ARCHITECTURE_TABLES:
         lines.append(_layers_table(doc))
     else:
-        lines.append(_values_table(doc))
+        lines.append(_values_table(doc, results_dir))
     if doc.get("note"):
         lines += [doc["note"], ""]
     if doc.get("png") and os.path.exists(os.path.join(results_dir, "paper", doc["png"])):
