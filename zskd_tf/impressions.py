@@ -94,12 +94,17 @@ class Crafter:
         self._trace_steps()
 
     def _trace_steps(self):
-        """The compiled step loop. Its body is one step as a function that is not inlined
-        into the loop: inside a loop, TensorFlow's oneDNN graph rewrite left some
-        MaxPoolGrad ops as the Eigen kernel, 10-20x slower, at random from process to
-        process (docs/PERFORMANCE.md, "AlexNet crafting: what bounds it"); on a loop-free
-        function body it rewrites them all."""
-        self._one_step = tf.function(self._step, experimental_attributes={"_noinline": True})
+        """The compiled step loop. With the folded (AlexNet-form) teacher its body is one
+        step as a function that is not inlined into the loop: inside a loop, TensorFlow's
+        oneDNN graph rewrite left some MaxPoolGrad ops as the Eigen kernel, 10-20x slower,
+        at random from process to process (docs/PERFORMANCE.md, "AlexNet crafting: what
+        bounds it"); on a loop-free function body it rewrites them all. Other teachers
+        keep the inlined step: it gained them nothing, and there a batch's rounding does
+        not depend on how many batches are crafted at once, which it does not keep
+        (tests/test_impressions.py::test_result_does_not_depend_on_parallelism)."""
+        self._one_step = (
+            tf.function(self._step, experimental_attributes={"_noinline": True})
+            if isinstance(self.fast, teachers.folded.FoldedTeacher) else self._step)
         self._step_fn = tf.function(self._steps)
 
     def _make_vars(self, n, num_classes):
