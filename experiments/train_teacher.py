@@ -34,6 +34,9 @@ flags.DEFINE_float("weight_decay", 0.0, "Adds weight_decay * sum(w^2)/2 over all
 flags.DEFINE_enum("teacher_augment", "none", ["none", "flip_crop"],
                   "Training augmentation: none (the paper says nothing of any) or flip_crop "
                   "(random left-right flip and 4-pixel padded crop, the usual CIFAR recipe).")
+flags.DEFINE_list("teacher_lr_drops", [],
+                  "Epochs (from 0) at which the learning rate drops tenfold, e.g. 60,80; "
+                  "empty: constant (the paper).")
 flags.DEFINE_string("export", None, "Also copy the final .keras model to this path.")
 # Deprecated aliases of --teacher_epochs, --teacher_lr, --teacher_augment: the commands
 # committed under results/ use them.
@@ -46,6 +49,8 @@ flags.register_validator("teacher_epochs", lambda v: v is None or v > 0,
 flags.register_validator("teacher_lr", lambda v: v > 0, "--teacher_lr must be > 0")
 flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 0")
 flags.register_validator("weight_decay", lambda v: v >= 0, "--weight_decay must be >= 0")
+flags.register_validator("teacher_lr_drops", lambda v: all(e.isdigit() for e in v),
+                         "--teacher_lr_drops must be epoch numbers")
 flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
 
 
@@ -69,7 +74,8 @@ def main(argv):
         model, dataset, workdir=FLAGS.workdir, stage=model_name, epochs=epochs,
         lr=FLAGS.teacher_lr, batch_size=FLAGS.batch_size, seed=seed,
         eval_every=FLAGS.eval_every, verbose=2,
-        augment=None if FLAGS.teacher_augment == "none" else FLAGS.teacher_augment)
+        augment=None if FLAGS.teacher_augment == "none" else FLAGS.teacher_augment,
+        lr_drops=[int(e) for e in FLAGS.teacher_lr_drops])
     if FLAGS.export:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.export)), exist_ok=True)
         shutil.copyfile(os.path.join(FLAGS.workdir, f"{model_name}.keras"), FLAGS.export)
@@ -77,6 +83,7 @@ def main(argv):
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": model_name, "parameters": model.count_params(),
         "epochs": epochs, "weight_decay": FLAGS.weight_decay, "augment": FLAGS.teacher_augment,
+        "lr_drops": [int(e) for e in FLAGS.teacher_lr_drops],
         "paper_epochs": setup.teacher_epochs,
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][key], **result})
     logging.info("final-epoch test accuracy %.2f%% (paper %.2f%%)", result[records.TEST_ACCURACY],

@@ -149,6 +149,24 @@ def test_teacher_trains_with_flip_crop_and_rejects_unknown_augmentation(tmp_path
                                  stage="teacher", epochs=1, lr=3e-3, augment="mixup")
 
 
+def test_lr_drops_follow_the_epoch_also_across_a_resume(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = blob_images(256, seed=1)
+    xt, yt = blob_images(64, seed=2)
+    ds = data_lib.Dataset(x, y, xt, yt, 10, tuple("0123456789"), "blobs")
+    model = models.lenet5_half()
+    args = dict(workdir=str(tmp_path), stage="teacher", lr=1e-2, batch_size=64, verbose=0,
+                eval_every=0)
+    distill.train_classifier(model, ds, epochs=2, lr_drops=[1, 3], **args)
+    # the same run continued to 4 epochs: epoch 2 keeps epoch 1's rate, epoch 3 drops again
+    result = distill.train_classifier(model, ds, epochs=4, lr_drops=[1, 3], **args)
+    rates = training.read_history(str(tmp_path / result["history_csv"]))["learning_rate"]
+    np.testing.assert_allclose(rates, [1e-2, 1e-3, 1e-3, 1e-4], rtol=1e-6)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="lr_drops"):
+        distill.train_classifier(model, ds, epochs=4, lr_drops=[0], **args)
+
+
 def test_evaluate_reports_accuracy_per_class_and_predicted_shares():
     logits = np.array([[5, 0, 0], [5, 0, 0], [0, 5, 0], [5, 0, 0]], np.float32)
 

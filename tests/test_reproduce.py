@@ -328,6 +328,10 @@ def test_a_workdir_is_judged_by_settings_not_command_text(tmp_path):
         "command": "python -m experiments.train_teacher --dataset=mnist --model=lenet5_half "
                    "--weight_decay=1e-4 --seed=1 --workdir=/y"})
     assert "weight_decay 0.0001 (planned 0)" in ce.conflict()
+    io_utils.write_json(f"{ce.workdir}/config.json", {
+        "command": "python -m experiments.train_teacher --dataset=mnist --model=lenet5_half "
+                   "--teacher_lr_drops=60,80 --seed=1 --workdir=/y"})
+    assert "lr_drops 60,80 (planned none)" in ce.conflict()
 
 
 def test_import_results_flag_imports_and_builds_without_running(tmp_path):

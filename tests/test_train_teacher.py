@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 from conftest import run_module, write_blob_mnist
 
@@ -30,18 +32,26 @@ def _parsed(module, names, *args):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _column(csv_lines, name):
+    header = csv_lines[0].split(",")
+    return [line.split(",")[header.index(name)] for line in csv_lines[1:]]
+
+
 def test_binary_trains_evaluates_and_exports(tmp_path):
     write_blob_mnist(tmp_path, 600, 200)
     workdir, export = tmp_path / "run", tmp_path / "out" / "teacher.keras"
     proc = _run("--dataset=mnist", "--model=lenet5_half", f"--workdir={workdir}",
                 f"--data_dir={tmp_path}", "--teacher_epochs=2", "--batch_size=64",
-                "--teacher_lr=0.003",
+                "--teacher_lr=0.003", "--teacher_lr_drops=1",
                 f"--export={export}", "--weight_decay=1e-4")
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((workdir / "results.json").read_text())
     assert results["command"].startswith("python -m experiments.train_teacher")
     assert results["epochs"] == 2 and results["model"] == "lenet5_half"
-    assert results["weight_decay"] == 1e-4
+    assert results["weight_decay"] == 1e-4 and results["lr_drops"] == [1]
+    history = (workdir / "lenet5_half_history.csv").read_text().splitlines()
+    rates = [float(r) for r in _column(history, "learning_rate")]
+    assert rates == pytest.approx([0.003, 0.0003])
     assert results["test_accuracy"] > 30.0 and results["paper_test_accuracy"] == 98.92
     assert export.exists()
     config = json.loads((workdir / "config.json").read_text())
@@ -57,6 +67,8 @@ def test_binary_validates_flags(tmp_path):
     assert proc.returncode != 0 and "--teacher_epochs must be > 0" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--teacher_augment=mixup")
     assert proc.returncode != 0 and "--teacher_augment" in proc.stderr
+    proc = _run(f"--workdir={tmp_path / 'w'}", "--teacher_lr_drops=60,x")
+    assert proc.returncode != 0 and "--teacher_lr_drops" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--weight_decay=-1")
     assert proc.returncode != 0 and "--weight_decay" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--dataset=imagenet")

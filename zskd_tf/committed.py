@@ -96,14 +96,16 @@ def zskd(dataset, preset, seed, teacher, given, teacher_given=False):
 
 
 def _train_teacher_values(dataset, model=None, epochs=None, lr=None, batch_size=None,
-                          weight_decay=None, augment=None, seed=None):
+                          weight_decay=None, augment=None, seed=None, lr_drops=None):
     setup = paper.SETUPS[dataset]
+    if isinstance(lr_drops, str):  # a command line's "60,80"
+        lr_drops = lr_drops.split(",") if lr_drops else []
     return {"dataset": dataset, "model": model or setup.teacher,
             "epochs": int(epochs or setup.teacher_epochs),
             "lr": float(lr or setup.teacher_lr),
             "batch_size": int(batch_size or paper.BATCH_SIZE),
             "weight_decay": float(weight_decay or 0.0), "augment": augment or "none",
-            "seed": int(seed or 0)}
+            "lr_drops": [int(e) for e in lr_drops or []], "seed": int(seed or 0)}
 
 
 def _student_kd_values(dataset, teacher=None, epochs=None, lr=None, kd_lambda=None,
@@ -244,7 +246,8 @@ def _of_record(record):
             _first(record, flags, "epochs", "teacher_epochs"),
             flags.get("teacher_lr", flags.get("lr")), flags.get("batch_size"),
             _first(record, flags, "weight_decay"),
-            _first(record, flags, "augment", "teacher_augment"), flags.get("seed")))
+            _first(record, flags, "augment", "teacher_augment"), flags.get("seed"),
+            _first(record, flags, "lr_drops", "teacher_lr_drops")))
     samples = record["num_samples"] if "num_samples" in record else flags.get("num_samples")
     return Settings(kind, _student_kd_values(
         dataset, _first(record, flags, "teacher"),
@@ -295,7 +298,7 @@ def describe(diffs):
 
 def _text(value):
     if isinstance(value, list):
-        return ",".join(map(_text, value))
+        return ",".join(map(_text, value)) if value else "none"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

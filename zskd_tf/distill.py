@@ -40,16 +40,21 @@ def evaluate(model, x, y, batch_size=1024):
 
 
 def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=512, seed=0,
-                     eval_every=1, verbose="auto", augment=None):
+                     eval_every=1, verbose="auto", augment=None, lr_drops=()):
     """Teacher-CE / Student-CE: Adam on the real training set with cross-entropy.
 
     The test set is evaluated every ``eval_every`` epochs for the logs only (Keras names
     it ``val_*``); the reported number is the final epoch's test accuracy.
     ``augment="flip_crop"`` applies ``augment.flip_crop`` to every training batch
     (fresh draws each epoch); None trains on the images as they are (the paper).
+    ``lr_drops``: epochs (counted from 0) from which the learning rate is a tenth of what
+    it was before; empty keeps it constant (the paper). The epoch logs record it.
     """
     if augment not in (None, "flip_crop"):
         raise ValueError(f"augment must be None or 'flip_crop', got {augment!r}")
+    lr_drops = sorted(int(e) for e in lr_drops)
+    if any(e <= 0 for e in lr_drops):
+        raise ValueError(f"lr_drops must be epochs after the first (> 0), got {lr_drops}")
     compile_classifier(model, lr)
     train = data_lib.make_dataset(dataset.x_train, dataset.y_train, batch_size=batch_size,
                                   shuffle=True, seed=seed)
@@ -58,9 +63,11 @@ def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=5
         train = tf.data.Dataset.zip(train, seeds).map(
             lambda xy, s: (augment_lib.flip_crop(xy[0], s), xy[1])).prefetch(tf.data.AUTOTUNE)
     test = data_lib.make_dataset(dataset.x_test, dataset.y_test, batch_size=1024)
+    monitors = [training.StepDecay(lr, lr_drops)] if lr_drops else []
     summary = training.fit(model, train, epochs=epochs, workdir=workdir, stage=stage,
                            validation_data=test if eval_every else None,
-                           validation_freq=max(1, eval_every), verbose=verbose)
+                           validation_freq=max(1, eval_every), verbose=verbose,
+                           monitors=monitors)
     result = evaluate(model, dataset.x_test, dataset.y_test)
     result[records.SELECTED_ON_TEST] = \
         training.max_monitored_accuracy(workdir, stage)

@@ -41,6 +41,27 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
+class StepDecay(keras.callbacks.Callback):
+    """Sets the learning rate to ``lr * 0.1 ** (drops before or at this epoch)`` at the
+    start of every epoch, from the epoch index alone, so a resumed run gets the rate an
+    uninterrupted one would; records it in the logs as ``learning_rate``."""
+
+    def __init__(self, lr, drops):
+        super().__init__()
+        self.lr = float(lr)
+        self.drops = sorted(int(e) for e in drops)
+
+    def rate(self, epoch):
+        return self.lr * 0.1 ** sum(epoch >= e for e in self.drops)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate.assign(self.rate(epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.rate(epoch)
+
+
 class StageMismatch(ValueError):
     """A stage on disk was made with other settings than the ones given now."""
 
