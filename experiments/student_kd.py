@@ -7,7 +7,9 @@ student), lambda = 0.3 (appendix). The teacher is ``--teacher`` or the committed
 pretrained one. ``--num_samples=N`` distils on a class-balanced random subset of N
 training images (seeded by ``--seed``; Fig. 2's real-data points) instead of all of them.
 ``--student_precision=mixed_bfloat16`` trains the student in Keras mixed precision (the
-ZSKD binaries' setting; float32, the paper's, by default). Writes config.json,
+ZSKD binaries' setting; float32, the paper's, by default). ``--student_augment``,
+``--weight_decay`` and ``--student_lr_drops`` give the student the recipe a teacher was
+trained with (none by default: the paper's). Writes config.json,
 tb/student_kd/, student_kd.keras and results.json.
 """
 import math
@@ -37,6 +39,14 @@ flags.DEFINE_integer("eval_every", 1, "Log test accuracy every N epochs (monitor
 flags.DEFINE_integer("num_samples", None, "Distil on a class-balanced random subset of this "
                      "many training images, seeded by --seed (at least one per class); "
                      "default: all of them.")
+flags.DEFINE_enum("student_augment", "none", ["none", "flip_crop"],
+                  "Augmentation of the training images (the teacher labels each augmented "
+                  "image itself): none (the paper) or flip_crop (as train_teacher's).")
+flags.DEFINE_float("weight_decay", 0.0, "Adds weight_decay * sum(w^2)/2 over the student's "
+                   "kernels to the loss (0: the paper).")
+flags.DEFINE_list("student_lr_drops", [],
+                  "Epochs (from 0) at which the learning rate drops tenfold; empty: constant "
+                  "(the paper).")
 # The student's arithmetic, as the ZSKD binaries have it (zskd_tf.config)
 common.define_config_flags(only=("student_precision",),
                            defaults={"student_precision": "float32"})
@@ -57,6 +67,10 @@ flags.register_validator("temperature", lambda v: v > 0 and math.isfinite(v),
                          "--temperature must be > 0 and finite")
 flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 0")
 flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
+flags.register_validator("weight_decay", lambda v: v >= 0 and math.isfinite(v),
+                         "--weight_decay must be >= 0 and finite")
+flags.register_validator("student_lr_drops", lambda v: all(e.isdigit() and int(e) > 0 for e in v),
+                         "--student_lr_drops must be epoch numbers > 0")
 flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
                          "--teacher must name an existing .keras file")
 
@@ -98,31 +112,40 @@ def main(argv):
         x_train, y_train = x_train[subset], y_train[subset]
     seed = seeding.seed_stage(FLAGS.seed, records.STUDENT_KD)
     precision = FLAGS.student_precision
-    student = models.get(setup.student, input_shape=data.image_shape, dtype=precision)
+    student = models.get(setup.student, input_shape=data.image_shape, dtype=precision,
+                         weight_decay=FLAGS.weight_decay)
     distill.check_precision(student, precision)
     distiller = distill.Distiller(student, teacher, FLAGS.temperature, FLAGS.kd_lambda)
     distill.compile_distiller(distiller, lr)
     distiller(x_train[:1])
-    train = data_lib.make_dataset(x_train, y_train, batch_size=FLAGS.batch_size,
-                                  shuffle=True, seed=seed)
+    augment = None if FLAGS.student_augment == "none" else FLAGS.student_augment
+    lr_drops = distill.checked_lr_drops(FLAGS.student_lr_drops)
+    train = distill.augmented(data_lib.make_dataset(x_train, y_train, batch_size=FLAGS.batch_size,
+                                                    shuffle=True, seed=seed), augment, seed)
     test = data_lib.make_dataset(data.x_test, data.y_test, batch_size=1024)
     settings = {"teacher_sha256": store.teacher_fingerprint(teacher), "lr": lr,
                 "kd_lambda": FLAGS.kd_lambda, "temperature": FLAGS.temperature,
                 "batch_size": FLAGS.batch_size, "seed": FLAGS.seed,
                 "num_samples": FLAGS.num_samples}
-    if precision != "float32":  # stages recorded before the flag: float32
+    # stages recorded before these flags had their defaults, and record none of them
+    if precision != "float32":
         settings["student_precision"] = precision
+    recipe = {"weight_decay": FLAGS.weight_decay, "augment": FLAGS.student_augment,
+              "lr_drops": lr_drops}
+    settings.update({k: v for k, v in recipe.items() if v not in (0.0, "none", [])})
     with common.one_line_errors():
         summary = training.fit(distiller, train, epochs=epochs, workdir=FLAGS.workdir,
                                stage=records.STUDENT_KD,
                                validation_data=test if FLAGS.eval_every else None,
                                validation_freq=max(1, FLAGS.eval_every), export=student,
-                               verbose=2, settings=settings)
+                               verbose=2, settings=settings,
+                               monitors=distill.lr_schedule(lr, lr_drops))
     result = distill.evaluate(student, data.x_test, data.y_test)
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": setup.student, "teacher": teacher_path,
         "row": records.STUDENT_KD, "epochs": epochs, "paper_epochs": setup.teacher_epochs,
         "lr": lr, "student_precision": precision, "num_samples": FLAGS.num_samples,
+        **recipe,
         "train_images": len(x_train),
         "train_class_counts": np.bincount(y_train, minlength=data.num_classes).tolist(),
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][records.STUDENT_KD],

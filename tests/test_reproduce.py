@@ -416,3 +416,26 @@ def test_dry_run_prints_every_command_and_runs_nothing(tmp_path):
     (["--table=6", "--teacher=mnist=/no/such.keras"], "--teacher")])
 def test_bad_requests_are_rejected_before_any_work(tmp_path, args, flag):
     assert_rejected_before_any_work("experiments.reproduce", tmp_path, args, flag)
+
+
+def test_cifar10_real_data_runs_follow_the_presets_recipe(tmp_path):
+    setup = _setup(tmp_path, datasets=("cifar10",))
+    ce, kd = reproduce.student_ce_run(setup, "cifar10", 0), reproduce.student_kd_run(
+        setup, "cifar10", 0)
+    assert ce.argv[3:8] == ("--dataset=cifar10", "--model=alexnet_half", "--teacher_epochs=100",
+                            "--teacher_augment=flip_crop", "--weight_decay=0.0001")
+    assert "--teacher_lr_drops=60,80" in ce.argv
+    assert {"--student_epochs=100", "--student_augment=flip_crop", "--weight_decay=0.0001",
+            "--student_lr_drops=60,80"} <= set(kd.argv)
+    # a record made by those commands is the same run; one without the drops is not
+    for run in (ce, kd):
+        io_utils.write_json(f"{run.workdir}/config.json", {"command": " ".join(run.argv)})
+        assert run.conflict() is None
+        io_utils.write_json(f"{run.workdir}/config.json", {
+            "command": " ".join(a for a in run.argv if "lr_drops" not in a)})
+        assert "lr_drops none (planned 60,80)" in run.conflict()
+    # the reduced budget keeps the recipe with its own epochs; MNIST has none (the paper's)
+    reduced = reproduce.student_kd_run(_setup(tmp_path, budget=reproduce.REDUCED), "cifar10", 0)
+    assert "--student_epochs=10" in reduced.argv and "--student_augment=flip_crop" in reduced.argv
+    mnist = reproduce.student_ce_run(setup, "mnist", 0)
+    assert not [a for a in mnist.argv if "epochs" in a or "augment" in a or "decay" in a]

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from conftest import assert_rejected_before_any_work, run_module, tiny_binary_run
 from experiments import common
@@ -29,3 +30,25 @@ def test_student_kd_num_samples_is_recorded_and_validated(tmp_path, tiny_teacher
         assert_rejected_before_any_work("experiments.student_kd", tmp_path / bad[2:],
                                         [*data_and_teacher, bad], "--num_samples")
 
+
+
+def test_student_kd_recipe_flags_train_record_and_guard_the_stage(tmp_path, tiny_teacher):
+    workdir, data_and_teacher = tiny_binary_run(tmp_path, tiny_teacher)
+    recipe = ["--student_augment=flip_crop", "--weight_decay=1e-3", "--student_lr_drops=1"]
+    proc = run_module("experiments.student_kd", f"--workdir={workdir}", *data_and_teacher,
+                      "--student_epochs=2", "--student_lr=0.01", *recipe)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert (results["augment"], results["weight_decay"], results["lr_drops"]) == \
+        ("flip_crop", 1e-3, [1])
+    history = (workdir / "student_kd_history.csv").read_text().splitlines()
+    column = history[0].split(",").index("learning_rate")
+    assert [float(line.split(",")[column]) for line in history[1:]] == \
+        pytest.approx([0.01, 0.001])
+    # continuing the stage without the augmentation is another run: refused
+    proc = run_module("experiments.student_kd", f"--workdir={workdir}", *data_and_teacher,
+                      "--student_epochs=3", "--student_lr=0.01", *recipe[1:])
+    assert proc.returncode != 0 and "augment" in proc.stderr
+    for bad in ("--student_augment=mixup", "--weight_decay=-1", "--student_lr_drops=0"):
+        assert_rejected_before_any_work("experiments.student_kd", tmp_path / bad[2:8],
+                                        [*data_and_teacher, bad], bad.split("=")[0])

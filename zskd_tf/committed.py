@@ -95,22 +95,28 @@ def zskd(dataset, preset, seed, teacher, given, teacher_given=False):
                     {"parallel_batches": _parallel_batches(dataset, preset, given)})
 
 
+def _epochs_list(value):
+    """Recorded learning-rate drops as [int]: a list, a command line's "60,80", or None."""
+    if isinstance(value, str):
+        value = value.split(",") if value else []
+    return [int(e) for e in value or []]
+
+
 def _train_teacher_values(dataset, model=None, epochs=None, lr=None, batch_size=None,
                           weight_decay=None, augment=None, seed=None, lr_drops=None):
     setup = paper.SETUPS[dataset]
-    if isinstance(lr_drops, str):  # a command line's "60,80"
-        lr_drops = lr_drops.split(",") if lr_drops else []
     return {"dataset": dataset, "model": model or setup.teacher,
             "epochs": int(epochs or setup.teacher_epochs),
             "lr": float(lr or setup.teacher_lr),
             "batch_size": int(batch_size or paper.BATCH_SIZE),
             "weight_decay": float(weight_decay or 0.0), "augment": augment or "none",
-            "lr_drops": [int(e) for e in lr_drops or []], "seed": int(seed or 0)}
+            "lr_drops": _epochs_list(lr_drops), "seed": int(seed or 0)}
 
 
 def _student_kd_values(dataset, teacher=None, epochs=None, lr=None, kd_lambda=None,
                        temperature=None, batch_size=None, num_samples=None, seed=None,
-                       student_precision=None):
+                       student_precision=None, augment=None, weight_decay=None,
+                       lr_drops=None):
     setup = paper.SETUPS[dataset]
     teacher = teacher or presets.values(presets.DEFAULT, dataset)["teacher"]
     return {"dataset": dataset, "teacher": os.path.basename(teacher),
@@ -120,19 +126,25 @@ def _student_kd_values(dataset, teacher=None, epochs=None, lr=None, kd_lambda=No
             "temperature": float(temperature or paper.TEMPERATURE),
             "batch_size": int(batch_size or paper.BATCH_SIZE),
             "num_samples": None if num_samples is None else int(num_samples),
-            "seed": int(seed or 0), "student_precision": student_precision or "float32"}
+            "seed": int(seed or 0), "student_precision": student_precision or "float32",
+            "augment": augment or "none", "weight_decay": float(weight_decay or 0.0),
+            "lr_drops": _epochs_list(lr_drops)}
 
 
-def train_teacher(dataset, seed, model, epochs=None):
+def train_teacher(dataset, seed, model, epochs=None, augment=None, weight_decay=None,
+                  lr_drops=None):
     """A planned ``train_teacher`` run's settings (the binary's defaults otherwise)."""
-    return Settings("train_teacher", _train_teacher_values(dataset, model, epochs,
-                                                           seed=seed))
+    return Settings("train_teacher", _train_teacher_values(
+        dataset, model, epochs, weight_decay=weight_decay, augment=augment, seed=seed,
+        lr_drops=lr_drops))
 
 
-def student_kd(dataset, seed, teacher, epochs=None, num_samples=None):
+def student_kd(dataset, seed, teacher, epochs=None, num_samples=None, augment=None,
+               weight_decay=None, lr_drops=None):
     """A planned ``student_kd`` run's settings (the binary's defaults otherwise)."""
     return Settings("student_kd", _student_kd_values(
-        dataset, teacher, epochs, num_samples=num_samples, seed=seed))
+        dataset, teacher, epochs, num_samples=num_samples, seed=seed, augment=augment,
+        weight_decay=weight_decay, lr_drops=lr_drops))
 
 
 # ------------------------------------------------------------------ recorded settings
@@ -254,7 +266,10 @@ def _of_record(record):
         _first(record, flags, "epochs", "student_epochs"),
         _first(record, flags, "lr", "student_lr"), flags.get("kd_lambda"),
         flags.get("temperature"), flags.get("batch_size"), samples, flags.get("seed"),
-        _first(record, flags, "student_precision")))
+        _first(record, flags, "student_precision"),
+        _first(record, flags, "augment", "student_augment"),
+        _first(record, flags, "weight_decay"),
+        _first(record, flags, "lr_drops", "student_lr_drops")))
 
 
 # ------------------------------------------------------------------------- comparing

@@ -39,6 +39,31 @@ def evaluate(model, x, y, batch_size=1024):
             "per_class_accuracy": per_class, "predicted_share": [float(v) for v in share]}
 
 
+def augmented(train, augment, seed):
+    """``train``, a stream of (images, labels) batches, with ``augment`` ("flip_crop":
+    ``augment.flip_crop``, fresh draws each epoch) applied to every batch; None: as is."""
+    if augment not in (None, "flip_crop"):
+        raise ValueError(f"augment must be None or 'flip_crop', got {augment!r}")
+    if not augment:
+        return train
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip(train, seeds).map(
+        lambda xy, s: (augment_lib.flip_crop(xy[0], s), xy[1])).prefetch(tf.data.AUTOTUNE)
+
+
+def checked_lr_drops(lr_drops):
+    """``lr_drops`` as sorted ints; a ValueError unless each is an epoch after the first."""
+    drops = sorted(int(e) for e in lr_drops)
+    if any(e <= 0 for e in drops):
+        raise ValueError(f"lr_drops must be epochs after the first (> 0), got {drops}")
+    return drops
+
+
+def lr_schedule(lr, lr_drops):
+    """The ``training.fit`` monitors that give ``lr`` tenfold drops at ``lr_drops``."""
+    return [training.StepDecay(lr, lr_drops)] if lr_drops else []
+
+
 def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=512, seed=0,
                      eval_every=1, verbose="auto", augment=None, lr_drops=()):
     """Teacher-CE / Student-CE: Adam on the real training set with cross-entropy.
@@ -50,24 +75,16 @@ def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=5
     ``lr_drops``: epochs (counted from 0) from which the learning rate is a tenth of what
     it was before; empty keeps it constant (the paper). The epoch logs record it.
     """
-    if augment not in (None, "flip_crop"):
-        raise ValueError(f"augment must be None or 'flip_crop', got {augment!r}")
-    lr_drops = sorted(int(e) for e in lr_drops)
-    if any(e <= 0 for e in lr_drops):
-        raise ValueError(f"lr_drops must be epochs after the first (> 0), got {lr_drops}")
+    lr_drops = checked_lr_drops(lr_drops)
     compile_classifier(model, lr)
-    train = data_lib.make_dataset(dataset.x_train, dataset.y_train, batch_size=batch_size,
-                                  shuffle=True, seed=seed)
-    if augment:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        train = tf.data.Dataset.zip(train, seeds).map(
-            lambda xy, s: (augment_lib.flip_crop(xy[0], s), xy[1])).prefetch(tf.data.AUTOTUNE)
+    train = augmented(data_lib.make_dataset(dataset.x_train, dataset.y_train,
+                                            batch_size=batch_size, shuffle=True, seed=seed),
+                      augment, seed)
     test = data_lib.make_dataset(dataset.x_test, dataset.y_test, batch_size=1024)
-    monitors = [training.StepDecay(lr, lr_drops)] if lr_drops else []
     summary = training.fit(model, train, epochs=epochs, workdir=workdir, stage=stage,
                            validation_data=test if eval_every else None,
                            validation_freq=max(1, eval_every), verbose=verbose,
-                           monitors=monitors)
+                           monitors=lr_schedule(lr, lr_drops))
     result = evaluate(model, dataset.x_test, dataset.y_test)
     result[records.SELECTED_ON_TEST] = \
         training.max_monitored_accuracy(workdir, stage)

@@ -42,8 +42,28 @@ _VALUES = {
 }
 
 
+# How Student-CE and Student-KD train on real data (Tables 1-3, Fig. 2), per data set:
+# epochs, augmentation, weight decay, learning-rate drops. None listed: the appendix's
+# epochs and plain Adam (the paper). CIFAR-10: the recipe of the reproduce teacher itself
+# (the paper's 1,000 epochs do not fit a CPU; docs/REPRODUCTION.md, "CIFAR-10 teacher").
+REAL_DATA_KEYS = ("epochs", "augment", "weight_decay", "lr_drops")
+_REAL_DATA = {
+    "reproduce": {
+        "cifar10": {"epochs": 100, "augment": "flip_crop", "weight_decay": 1e-4,
+                    "lr_drops": (60, 80)},
+    },
+}
+
+
 def values(preset, dataset):
     """{setting: value} that ``preset`` sets for ``dataset``."""
     if preset not in _VALUES:
         raise ValueError(f"preset must be one of {', '.join(NAMES)}, got {preset!r}")
     return dict(_VALUES[preset].get(dataset, {}))
+
+
+def real_data(preset, dataset):
+    """{key of REAL_DATA_KEYS: value} of ``preset``'s real-data recipe for ``dataset``."""
+    if preset not in _VALUES:
+        raise ValueError(f"preset must be one of {', '.join(NAMES)}, got {preset!r}")
+    return dict(_REAL_DATA.get(preset, {}).get(dataset, {}))

@@ -258,30 +258,50 @@ def zskd_run(setup, dataset, seed, num_impressions=None, prior=None, impressions
     return _run(setup, dataset, name, seed, f"experiments.{dataset}_zskd", flags, settings)
 
 
+def _real_data_recipe(setup, dataset):
+    """The preset's real-data recipe (``presets.real_data``), its epochs the budget's
+    when the budget sets them."""
+    recipe = presets.real_data(setup.preset, dataset)
+    if setup.budget.real_data_epochs:
+        recipe["epochs"] = setup.budget.real_data_epochs
+    return recipe
+
+
+def _recipe_flags(recipe, role):
+    """Command-line flags of ``recipe`` for train_teacher (``role`` "teacher") or
+    student_kd ("student")."""
+    flags = [f"--{role}_epochs={recipe['epochs']}"] if recipe.get("epochs") else []
+    if recipe.get("augment", "none") != "none":
+        flags.append(f"--{role}_augment={recipe['augment']}")
+    if recipe.get("weight_decay"):
+        flags.append(f"--weight_decay={recipe['weight_decay']:g}")
+    if recipe.get("lr_drops"):
+        flags.append(f"--{role}_lr_drops={','.join(map(str, recipe['lr_drops']))}")
+    return flags
+
+
 def student_ce_run(setup, dataset, seed):
     """Student-CE: the student trained with cross-entropy on the real training data."""
-    model, epochs = paper.SETUPS[dataset].student, setup.budget.real_data_epochs
-    flags = [f"--dataset={dataset}", f"--model={model}"]
-    if epochs:
-        flags.append(f"--teacher_epochs={epochs}")
+    model, recipe = paper.SETUPS[dataset].student, _real_data_recipe(setup, dataset)
+    flags = [f"--dataset={dataset}", f"--model={model}", *_recipe_flags(recipe, "teacher")]
     return _run(setup, dataset, "student_ce", seed, "experiments.train_teacher", flags,
-                committed.train_teacher(dataset, seed, model, epochs))
+                committed.train_teacher(dataset, seed, model, **recipe))
 
 
 def student_kd_run(setup, dataset, seed, num_samples=None):
     """Student-KD from the preset's teacher on the real training data (``num_samples``:
     a class-balanced subset of that many images, scaled by the budget)."""
-    teacher, epochs = setup.teacher(dataset)[0], setup.budget.real_data_epochs
+    teacher, recipe = setup.teacher(dataset)[0], _real_data_recipe(setup, dataset)
     flags = [f"--dataset={dataset}", f"--teacher={teacher}"]
     name = "student_kd"
     if num_samples is not None:
         num_samples = setup.size(dataset, num_samples)
         flags.append(f"--num_samples={num_samples}")
         name += f"_{num_samples}"
-    if epochs:
-        flags.append(f"--student_epochs={epochs}")
+    flags += _recipe_flags(recipe, "student")
     return _run(setup, dataset, name, seed, "experiments.student_kd", flags,
-                committed.student_kd(dataset, seed, teacher, epochs, num_samples))
+                committed.student_kd(dataset, seed, teacher, num_samples=num_samples,
+                                     **recipe))
 
 
 def unique(runs):
