@@ -439,3 +439,22 @@ def test_cifar10_real_data_runs_follow_the_presets_recipe(tmp_path):
     assert "--student_epochs=10" in reduced.argv and "--student_augment=flip_crop" in reduced.argv
     mnist = reproduce.student_ce_run(setup, "mnist", 0)
     assert not [a for a in mnist.argv if "epochs" in a or "augment" in a or "decay" in a]
+
+
+def test_real_data_time_estimates_use_every_data_set_that_costs_the_same(tmp_path):
+    def record(dataset, command, **kw):
+        r = {"command": f"python -m experiments.{command} --dataset={dataset}",
+             "dataset": dataset, "test_accuracy": 90.0, **kw}
+        return committed.Committed(f"/{dataset}/{command}.json", r, committed.of_record(r),
+                                   files=(), order=())
+
+    found = [record("mnist", "train_teacher --model=lenet5_half", mean_epoch_seconds=8.0),
+             record("mnist", "student_kd", mean_epoch_seconds=12.0, train_images=60000),
+             record("cifar10", "train_teacher --model=alexnet_half", mean_epoch_seconds=99.0)]
+    ce = committed.train_teacher("fashion_mnist", 0, "lenet5_half", epochs=200)
+    assert committed.estimate(ce, found) == (1600.0, "8.0 s/epoch (lenet5_half records)")
+    kd = committed.student_kd("fashion_mnist", 0, "t.keras", epochs=100, num_samples=6000)
+    seconds, basis = committed.estimate(kd, found)
+    assert seconds == pytest.approx(120.0) and "Student-KD records" in basis
+    # CIFAR-10 costs otherwise: the MNIST records say nothing of it
+    assert committed.estimate(committed.train_teacher("cifar10", 0, "alexnet"), found)[0] is None

@@ -604,23 +604,41 @@ def _zskd_seconds(v, committed):
                       if v["augment"] else ""))
 
 
+def _costs_like(a, b):
+    """Whether an epoch on data set ``a`` costs what one on ``b`` does: the same models
+    and training-set size (MNIST and Fashion-MNIST)."""
+    sa, sb = paper.SETUPS[a], paper.SETUPS[b]
+    return (sa.teacher, sa.student, sa.train_size) == (sb.teacher, sb.student, sb.train_size)
+
+
 def estimate(settings, committed):
     """(seconds or None, how it was estimated) of a planned run, from the committed
-    records' crafting and epoch times (2 shared CPU cores, as recorded)."""
+    records' crafting and epoch times (2 shared CPU cores, as recorded); real-data runs
+    use the records of every data set that costs the same (``_costs_like``)."""
     v = settings.values
     if settings.kind == "zskd":
         return _zskd_seconds(v, committed)
-    model = v.get("model") or paper.SETUPS[v["dataset"]].student
+    dataset = v["dataset"]
+    images = v.get("num_samples") or paper.SETUPS[dataset].train_size
+    if settings.kind == "student_kd":
+        per_image = _median([
+            c.record.get("mean_epoch_seconds", 0) / c.record["train_images"]
+            for c in committed if c.settings.kind == "student_kd"
+            and _costs_like(c.settings.values["dataset"], dataset)
+            and c.record.get("train_images")])
+        if per_image is not None:
+            return per_image * images * v["epochs"], (
+                f"{per_image * images:.1f} s/epoch (Student-KD records, per image)")
+    model = v.get("model") or paper.SETUPS[dataset].student
     trained = [c.record for c in committed if c.settings.kind == "train_teacher"
-               and c.settings.values["dataset"] == v["dataset"]
+               and _costs_like(c.settings.values["dataset"], dataset)
                and c.settings.values["model"] == model]
     epoch = _median([r.get("mean_epoch_seconds") for r in trained])
     if epoch is None:
-        return None, f"no committed training record of {model} on {v['dataset']}"
+        return None, f"no committed training record of {model} on {dataset}"
     if settings.kind == "train_teacher":
         return epoch * v["epochs"], f"{epoch:.1f} s/epoch ({model} records)"
-    share = (v["num_samples"] or paper.SETUPS[v["dataset"]].train_size) / \
-        paper.SETUPS[v["dataset"]].train_size
+    share = images / paper.SETUPS[dataset].train_size
     return epoch * share * v["epochs"], (
         f"at least {epoch * share:.1f} s/epoch: no committed Student-KD record, the "
         f"student's cross-entropy epochs ({model}) without the teacher's forward pass")
