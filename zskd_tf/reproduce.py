@@ -770,7 +770,10 @@ def _run_status(r):
 # ------------------------------------------------------------------------------ figures
 
 def _figure_title(doc):
-    """The title (which names the budget) and what the budget does, said once."""
+    """The title (which names the budget) and what a reduced budget does, said once (the
+    full budget is the preset's settings, which the title names)."""
+    if doc["budget"]["name"] == "full":
+        return doc["title"]
     return f"{doc['title']}\n{doc['budget']['details']}"
 
 
@@ -846,9 +849,10 @@ def _sweep(number, title):
                 source="one seed per point", dataset=d, series=name, size=size,
                 appendix_size=n, percent=100.0 * size / paper.SETUPS[d].train_size))
         return {**_header(setup, "figure", number, title), "cells": cells,
-                "note": f"One seed ({setup.seeds[0]}) per point. The paper's points are "
-                        f"{paper.FIGURE_VALUES}; the star is its headline size's Data "
-                        "Impressions number (Table 6, without augmentation), at that size."}
+                "note": f"One seed ({setup.seeds[0]}) per point. The paper draws these "
+                        "curves but gives no numbers for their points; the star is its one "
+                        "number on them: Data Impressions without augmentation at the "
+                        "headline size (Table 6)."}
     return runs, build
 
 
