@@ -414,7 +414,9 @@ def test_dry_run_prints_every_command_and_runs_nothing(tmp_path):
     (["--table=1", "--figure=1"], "--table"), (["--figure=2", "--seeds=0,0"], "--seeds"),
     (["--table=6", "--num_impressions_scale=0.5"], "--num_impressions_scale"),
     (["--table=6", "--datasets=svhn"], "--datasets"),
-    (["--table=6", "--teacher=mnist=/no/such.keras"], "--teacher")])
+    (["--table=6", "--teacher=mnist=/no/such.keras"], "--teacher"),
+    (["--table=6", "--prior_impressions=cifar10=10000"], "--prior_impressions"),
+    (["--table=7", "--prior_impressions=cifar10=ten"], "--prior_impressions")])
 def test_bad_requests_are_rejected_before_any_work(tmp_path, args, flag):
     assert_rejected_before_any_work("experiments.reproduce", tmp_path, args, flag)
 
@@ -438,6 +440,7 @@ def test_cifar10_real_data_runs_follow_the_presets_recipe(tmp_path):
     # the reduced budget keeps the recipe with its own epochs; MNIST has none (the paper's)
     reduced = reproduce.student_kd_run(_setup(tmp_path, budget=reproduce.REDUCED), "cifar10", 0)
     assert "--student_epochs=10" in reduced.argv and "--student_augment=flip_crop" in reduced.argv
+    assert not [a for a in reduced.argv if "lr_drops" in a]  # 60 and 80 lie beyond 10
     mnist = reproduce.student_ce_run(setup, "mnist", 0)
     assert not [a for a in mnist.argv if "epochs" in a or "augment" in a or "decay" in a]
 
@@ -459,3 +462,19 @@ def test_real_data_time_estimates_use_every_data_set_that_costs_the_same(tmp_pat
     assert seconds == pytest.approx(120.0) and "Student-KD records" in basis
     # CIFAR-10 costs otherwise: the MNIST records say nothing of it
     assert committed.estimate(committed.train_teacher("cifar10", 0, "alexnet"), found)[0] is None
+
+
+def test_table_7_at_another_size_compares_both_priors_there_and_says_so(tmp_path):
+    setup = _setup(tmp_path, datasets=("mnist", "cifar10"), seeds=(0,),
+                   prior_sizes=(("cifar10", 10000), ("mnist", 24000)))
+    runs = reproduce.TABLE_7[0](setup)
+    assert [os.path.basename(r.workdir) for r in runs] == [
+        "zskd_uniform_seed0", "zskd_seed0",  # MNIST: 24,000 is its headline size
+        "zskd_10000_uniform_seed0", "zskd_10000_seed0"]
+    assert all("--num_impressions=10000" in r.argv and "--noaugment" in r.argv
+               for r in runs[2:])
+    doc = reproduce.TABLE_7[1](setup)
+    sources = {(c["dataset"], c["column"]): c["source"] for c in doc["cells"]}
+    assert "the paper's number is at 40,000 impressions" in sources["cifar10", "uniform prior"]
+    assert "--num_impressions=10000 --noaugment" in sources["cifar10", "class similarity prior"]
+    assert "paper's number is at" not in sources["mnist", "uniform prior"]

@@ -100,8 +100,9 @@ def budget(name, impressions_scale=None):
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """What the user asked for: where, which preset, seeds, budget, data sets, data, and
-    teacher files replacing the preset's ({data set: path})."""
+    """What the user asked for: where, which preset, seeds, budget, data sets, data,
+    teacher files replacing the preset's ({data set: path}), and Table 7's transfer-set
+    size for data sets where it is not the headline one."""
     root: str
     preset: str = presets.DEFAULT
     seeds: tuple = DEFAULT_SEEDS
@@ -109,6 +110,7 @@ class Setup:
     datasets: tuple = DATASETS
     data_dir: str = None
     teachers: tuple = ()  # ((data set, path), ...)
+    prior_sizes: tuple = ()  # ((data set, transfer-set size of Table 7), ...)
 
     def teacher(self, dataset):
         """(path, given): the teacher file of ``dataset`` and whether --teacher gave it."""
@@ -262,8 +264,11 @@ def _real_data_recipe(setup, dataset):
     """The preset's real-data recipe (``presets.real_data``), its epochs the budget's
     when the budget sets them."""
     recipe = presets.real_data(setup.preset, dataset)
-    if setup.budget.real_data_epochs:
-        recipe["epochs"] = setup.budget.real_data_epochs
+    epochs = setup.budget.real_data_epochs
+    if epochs:
+        recipe["epochs"] = epochs
+        if recipe.get("lr_drops"):  # the drops a shorter run never reaches
+            recipe["lr_drops"] = tuple(e for e in recipe["lr_drops"] if e < epochs)
     return recipe
 
 
@@ -589,8 +594,17 @@ def _headline_runs(setup, dataset):
 
 
 def _epochs_note(setup, dataset):
-    epochs = setup.budget.real_data_epochs or paper.SETUPS[dataset].teacher_epochs
-    return f"{epochs} epochs"
+    """How Student-CE and Student-KD were trained: epochs and the recipe beyond the
+    paper's plain Adam, if any."""
+    recipe = _real_data_recipe(setup, dataset)
+    text = f"{recipe.get('epochs') or paper.SETUPS[dataset].teacher_epochs} epochs"
+    if recipe.get("augment", "none") != "none":
+        text += f", {recipe['augment']} augmentation"
+    if recipe.get("weight_decay"):
+        text += f", weight decay {recipe['weight_decay']:g}"
+    if recipe.get("lr_drops"):
+        text += f", lr / 10 at epochs {', '.join(map(str, recipe['lr_drops']))}"
+    return text
 
 
 def _dataset_table_runs(dataset):
@@ -654,7 +668,9 @@ def _zskd_pair_table(number, title, columns):
 
     def build(setup):
         cells = [cell(setup, paper.REPORTED[d][paper_row], f"Table {number}",
-                      column_runs(setup, d), read, source=source, dataset=d, column=name)
+                      column_runs(setup, d), read,
+                      source=source(setup, d) if callable(source) else source,
+                      dataset=d, column=name)
                  for d in setup.datasets
                  for name, column_runs, read, paper_row, source in columns]
         return {**_header(setup, "table", number, title), "cells": cells}
@@ -675,8 +691,35 @@ def _render_pairs(doc):
     return header, rows
 
 
+def _prior_size(setup, dataset):
+    """Table 7's transfer-set size for ``dataset`` when ``Setup.prior_sizes`` gives one
+    other than the headline size; None: the headline runs."""
+    n = dict(setup.prior_sizes).get(dataset)
+    return None if n == paper.HEADLINE_IMPRESSIONS[dataset] else n
+
+
 def _uniform_prior_runs(setup, dataset):
-    return [zskd_run(setup, dataset, s, prior="uniform") for s in setup.seeds]
+    n = _prior_size(setup, dataset)
+    return [zskd_run(setup, dataset, s, prior="uniform", num_impressions=n)
+            for s in setup.seeds]
+
+
+def _similarity_prior_runs(setup, dataset):
+    n = _prior_size(setup, dataset)
+    if n is None:
+        return _headline_runs(setup, dataset)
+    return [zskd_run(setup, dataset, s, num_impressions=n) for s in setup.seeds]
+
+
+def _prior_source(prior_flags, headline_source):
+    def source(setup, dataset):
+        n = _prior_size(setup, dataset)
+        if n is None:
+            return headline_source
+        return (f"ZSKD runs with --num_impressions={setup.size(dataset, n)} {prior_flags}"
+                "--noaugment (stage student); the paper's number is at "
+                f"{paper.HEADLINE_IMPRESSIONS[dataset]:,} impressions")
+    return source
 
 
 _STUDENT = "the headline ZSKD runs' distilled student (stage student, before fine-tuning)"
@@ -687,8 +730,10 @@ TABLE_6 = _zskd_pair_table(6, "ZSKD with and without augmentation", [
 TABLE_7 = _zskd_pair_table(7, "uniform against class-similarity prior (without "
                            "augmentation)", [
     ("uniform prior", _uniform_prior_runs, _zskd, records.ZSKD_UNIFORM_PRIOR,
-     "ZSKD runs with --prior=uniform --noaugment (stage student)"),
-    ("class similarity prior", _headline_runs, _zskd, records.ZSKD, _STUDENT)])
+     _prior_source("--prior=uniform ", "ZSKD runs with --prior=uniform --noaugment (stage "
+                   "student)")),
+    ("class similarity prior", _similarity_prior_runs, _zskd, records.ZSKD,
+     _prior_source("", _STUDENT))])
 
 
 def _architecture_table(number):
