@@ -120,8 +120,8 @@ def main(argv):
     distiller(x_train[:1])
     augment = None if FLAGS.student_augment == "none" else FLAGS.student_augment
     lr_drops = distill.checked_lr_drops(FLAGS.student_lr_drops)
-    train = distill.augmented(data_lib.make_dataset(x_train, y_train, batch_size=FLAGS.batch_size,
-                                                    shuffle=True, seed=seed), augment, seed)
+    train, steps = distill.real_data_batches(x_train, y_train, batch_size=FLAGS.batch_size,
+                                             seed=seed, augment=augment)
     test = data_lib.make_dataset(data.x_test, data.y_test, batch_size=1024)
     settings = {"teacher_sha256": store.teacher_fingerprint(teacher), "lr": lr,
                 "kd_lambda": FLAGS.kd_lambda, "temperature": FLAGS.temperature,
@@ -137,8 +137,10 @@ def main(argv):
         summary = training.fit(distiller, train, epochs=epochs, workdir=FLAGS.workdir,
                                stage=records.STUDENT_KD,
                                validation_data=test if FLAGS.eval_every else None,
-                               validation_freq=max(1, FLAGS.eval_every), export=student,
+                               validation_freq=max(1, FLAGS.eval_every),
+                               steps_per_epoch=steps, export=student,
                                verbose=2, settings=settings,
+                               redo=distill.REDO_IN_NEW_WORKDIR,
                                monitors=distill.lr_schedule(lr, lr_drops))
     result = distill.evaluate(student, data.x_test, data.y_test)
     common.write_results(FLAGS.workdir, {

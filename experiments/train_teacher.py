@@ -70,12 +70,14 @@ def main(argv):
                        num_classes=dataset.num_classes, weight_decay=FLAGS.weight_decay)
     logging.info("%s: %d parameters, %d epochs on %d images", model_name,
                  model.count_params(), epochs, len(dataset.x_train))
-    result = distill.train_classifier(
-        model, dataset, workdir=FLAGS.workdir, stage=model_name, epochs=epochs,
-        lr=FLAGS.teacher_lr, batch_size=FLAGS.batch_size, seed=seed,
-        eval_every=FLAGS.eval_every, verbose=2,
-        augment=None if FLAGS.teacher_augment == "none" else FLAGS.teacher_augment,
-        lr_drops=[int(e) for e in FLAGS.teacher_lr_drops])
+    with common.one_line_errors():
+        result = distill.train_classifier(
+            model, dataset, workdir=FLAGS.workdir, stage=model_name, epochs=epochs,
+            lr=FLAGS.teacher_lr, batch_size=FLAGS.batch_size, seed=seed,
+            eval_every=FLAGS.eval_every, verbose=2,
+            augment=None if FLAGS.teacher_augment == "none" else FLAGS.teacher_augment,
+            lr_drops=[int(e) for e in FLAGS.teacher_lr_drops],
+            settings={"model": model_name, "weight_decay": FLAGS.weight_decay})
     if FLAGS.export:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.export)), exist_ok=True)
         shutil.copyfile(os.path.join(FLAGS.workdir, f"{model_name}.keras"), FLAGS.export)

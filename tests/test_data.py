@@ -299,3 +299,23 @@ def test_make_dataset_shuffles_reproducibly():
     np.testing.assert_array_equal(epoch1, again)  # same seed, same order
     for bx, by in _epoch(ds):  # pairs stay aligned
         np.testing.assert_array_equal(bx[:, 0], 2 * by)
+
+
+def test_epoch_batches_are_keyed_by_epoch_so_a_resume_continues_the_stream():
+    x = np.arange(25, dtype=np.float32)[:, None] * 2
+    y = np.arange(25, dtype=np.int32)
+    steps = data.steps_per_epoch(25, 10)
+    assert steps == 3
+    stream = _epoch(data.epoch_batches(x, y, 10, seed=7).take(3 * steps))
+    assert [len(b[1]) for b in stream] == [10, 10, 5] * 3  # no batch spans two epochs
+    epochs = [np.concatenate([b[1] for b in stream[i * steps:(i + 1) * steps]])
+              for i in range(3)]
+    assert all(sorted(e) == list(range(25)) for e in epochs)
+    assert not np.array_equal(epochs[0], epochs[1])  # a fresh order each epoch
+    # started at epoch 2 (a resumed run): exactly what the stream gives from epoch 2 on
+    resumed = _epoch(data.epoch_batches(x, y, 10, seed=7, first_epoch=2).take(steps))
+    for got, want in zip(resumed, stream[2 * steps:]):
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0][:, 0], 2 * got[1])  # pairs stay aligned
+    other = _epoch(data.epoch_batches(x, y, 10, seed=8).take(steps))
+    assert not np.array_equal(np.concatenate([b[1] for b in other]), epochs[0])

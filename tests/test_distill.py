@@ -167,6 +167,30 @@ def test_lr_drops_follow_the_epoch_also_across_a_resume(tmp_path):
         distill.train_classifier(model, ds, epochs=4, lr_drops=[0], **args)
 
 
+def test_a_resumed_classifier_run_is_bit_identical_and_other_settings_are_refused(tmp_path):
+    x, y = blob_images(200, seed=1)
+    xt, yt = blob_images(50, seed=2)
+    ds = data_lib.Dataset(x, y, xt, yt, 10, tuple("0123456789"), "blobs")
+    args = dict(stage="teacher", lr=3e-3, batch_size=64, verbose=0, eval_every=0,
+                augment="flip_crop", lr_drops=[2], seed=5)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        return models.lenet5_half()
+
+    whole = model()
+    distill.train_classifier(whole, ds, workdir=str(tmp_path / "a"), epochs=3, **args)
+    # stopped after epoch 1, rerun to 3 by a new process (a fresh model and stream)
+    distill.train_classifier(model(), ds, workdir=str(tmp_path / "b"), epochs=1, **args)
+    resumed = model()
+    distill.train_classifier(resumed, ds, workdir=str(tmp_path / "b"), epochs=3, **args)
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(training.StageMismatch, match=r"augment.*differ.*empty --workdir"):
+        distill.train_classifier(model(), ds, workdir=str(tmp_path / "b"), epochs=4,
+                                 **{**args, "augment": None})
+
+
 def test_evaluate_reports_accuracy_per_class_and_predicted_shares():
     logits = np.array([[5, 0, 0], [5, 0, 0], [0, 5, 0], [5, 0, 0]], np.float32)
 

@@ -129,6 +129,36 @@ def make_dataset(x, y=None, batch_size=512, shuffle=False, seed=None,
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def epoch_batches(x, y, batch_size, seed, first_epoch=0):
+    """Endless stream of (x, y) batches, epoch after epoch from ``first_epoch`` on.
+
+    Each epoch is a permutation drawn from (``seed``, epoch number) alone, and batches
+    never span two epochs (an epoch's last batch may be short): a run resumed at any
+    epoch sees the batches an uninterrupted one would, unlike a ``shuffle`` that
+    reshuffles each iteration, whose first iteration in a new process is epoch 0's
+    order again. Train with ``steps_per_epoch=steps_per_epoch(len(x), batch_size)``.
+    """
+    x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    n = x.shape[0]
+    if y.shape[0] != n:
+        raise ValueError(f"x has {n} examples but y has {y.shape[0]}.")
+    seed = tf.constant(int(seed), tf.int64)
+
+    def epoch(e):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), tf.stack([seed, e]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    ds = tf.data.Dataset.counter(start=first_epoch).flat_map(epoch)
+    ds = ds.map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(n, batch_size):
+    """Batches in an epoch of ``n`` examples, the last one possibly short."""
+    return -(-n // batch_size)
+
+
 # ---------------------------------------------------------------------------- conversion
 
 def _to_float(x):

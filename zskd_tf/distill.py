@@ -39,16 +39,32 @@ def evaluate(model, x, y, batch_size=1024):
             "per_class_accuracy": per_class, "predicted_share": [float(v) for v in share]}
 
 
-def augmented(train, augment, seed):
-    """``train``, a stream of (images, labels) batches, with ``augment`` ("flip_crop":
-    ``augment.flip_crop``, fresh draws each epoch) applied to every batch; None: as is."""
+# How to redo a real-data training stage (train_teacher, student_kd) on purpose.
+REDO_IN_NEW_WORKDIR = "an empty --workdir (or after deleting {workdir})"
+
+
+def check_augment(augment):
     if augment not in (None, "flip_crop"):
         raise ValueError(f"augment must be None or 'flip_crop', got {augment!r}")
-    if not augment:
-        return train
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    return tf.data.Dataset.zip(train, seeds).map(
-        lambda xy, s: (augment_lib.flip_crop(xy[0], s), xy[1])).prefetch(tf.data.AUTOTUNE)
+
+
+def real_data_batches(x, y, *, batch_size, seed, augment=None):
+    """(``training.fit``'s ``train_data``: a function of the first epoch to run, steps per
+    epoch) for training on labelled images: ``data.epoch_batches``, with ``augment``
+    ("flip_crop": ``augment.flip_crop``) drawn per batch from (seed, batch number), so a
+    resumed run gets an uninterrupted one's batches and augmentations too."""
+    check_augment(augment)
+    steps = data_lib.steps_per_epoch(len(x), batch_size)
+
+    def batches_from(epoch):
+        ds = data_lib.epoch_batches(x, y, batch_size, seed, first_epoch=epoch)
+        if not augment:
+            return ds
+        return ds.enumerate(start=epoch * steps).map(
+            lambda i, xy: (augment_lib.flip_crop(
+                xy[0], tf.stack([tf.constant(seed, tf.int64), i])), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return batches_from, steps
 
 
 def checked_lr_drops(lr_drops):
@@ -65,7 +81,7 @@ def lr_schedule(lr, lr_drops):
 
 
 def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=512, seed=0,
-                     eval_every=1, verbose="auto", augment=None, lr_drops=()):
+                     eval_every=1, verbose="auto", augment=None, lr_drops=(), settings=None):
     """Teacher-CE / Student-CE: Adam on the real training set with cross-entropy.
 
     The test set is evaluated every ``eval_every`` epochs for the logs only (Keras names
@@ -74,17 +90,22 @@ def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=5
     (fresh draws each epoch); None trains on the images as they are (the paper).
     ``lr_drops``: epochs (counted from 0) from which the learning rate is a tenth of what
     it was before; empty keeps it constant (the paper). The epoch logs record it.
+    A resumed run gets an uninterrupted one's batches (``real_data_batches``); a rerun
+    with other settings (these, and ``settings``, e.g. the model's weight decay) stops
+    with ``training.StageMismatch``.
     """
     lr_drops = checked_lr_drops(lr_drops)
+    train, steps = real_data_batches(dataset.x_train, dataset.y_train,
+                                     batch_size=batch_size, seed=seed, augment=augment)
     compile_classifier(model, lr)
-    train = augmented(data_lib.make_dataset(dataset.x_train, dataset.y_train,
-                                            batch_size=batch_size, shuffle=True, seed=seed),
-                      augment, seed)
     test = data_lib.make_dataset(dataset.x_test, dataset.y_test, batch_size=1024)
+    recorded = {"lr": lr, "batch_size": batch_size, "seed": seed,
+                "augment": augment or "none", "lr_drops": lr_drops, **(settings or {})}
     summary = training.fit(model, train, epochs=epochs, workdir=workdir, stage=stage,
                            validation_data=test if eval_every else None,
-                           validation_freq=max(1, eval_every), verbose=verbose,
-                           monitors=lr_schedule(lr, lr_drops))
+                           validation_freq=max(1, eval_every), steps_per_epoch=steps,
+                           verbose=verbose, monitors=lr_schedule(lr, lr_drops),
+                           settings=recorded, redo=REDO_IN_NEW_WORKDIR)
     result = evaluate(model, dataset.x_test, dataset.y_test)
     result[records.SELECTED_ON_TEST] = \
         training.max_monitored_accuracy(workdir, stage)

@@ -147,10 +147,14 @@ def checkpoint_epoch(workdir, stage):
     return int(io_utils.read_json(path)["epoch"]) if os.path.exists(path) else 0
 
 
-def check_settings(workdir, stage, settings, epochs, write=True):
+_REDO = "--restart_from={stage} (zskd.run(restart_from=...))"
+
+
+def check_settings(workdir, stage, settings, epochs, write=True, redo=_REDO):
     """Records ``settings`` for ``stage`` (unless ``write`` is False) or, if a run recorded
     others, raises ``StageMismatch`` naming every difference. More epochs than a stage ran
-    continue it; fewer than its checkpoint holds are a mismatch."""
+    continue it; fewer than its checkpoint holds are a mismatch. ``redo``: how to redo
+    the stage on purpose, for the message."""
     path = stage_paths(workdir, stage)["settings"]
     if os.path.exists(path):
         old = io_utils.read_json(path)
@@ -162,7 +166,7 @@ def check_settings(workdir, stage, settings, epochs, write=True):
             raise StageMismatch(
                 f"{workdir} holds stage {stage} made with other settings ({', '.join(diff)} "
                 f"differ); use another workdir, or redo it on purpose with "
-                f"--restart_from={stage} (zskd.run(restart_from=...))")
+                f"{redo.format(stage=stage, workdir=workdir)}")
     if write:
         io_utils.write_json(path, settings)
 
@@ -201,7 +205,7 @@ def max_monitored_accuracy(workdir, stage):
 
 def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
         validation_freq=1, steps_per_epoch=None, verbose="auto", extra_callbacks=(),
-        export=None, monitors=(), settings=None):
+        export=None, monitors=(), settings=None, redo=_REDO):
     """Trains a compiled model, resuming an interrupted run; returns a summary dict.
 
     ``train_data``: a dataset, or a function of the first epoch to run returning the
@@ -210,17 +214,18 @@ def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
     (default: the trained model itself; a distiller exports its student). ``monitors``
     are callbacks that add entries to the epoch logs; they run before the CSV and
     TensorBoard logs are written, so those record them. ``settings``: what produces this
-    stage (checked by ``check_settings``). The summary holds the epochs run, per-epoch
-    wall times and the final logs. If the stage's final model exists already for as many
-    epochs, ``export`` gets its weights and no training happens. Under a several-host
-    strategy (the one ``model`` was built under) every host trains and the chief alone
-    writes into ``workdir`` (the module's docstring).
+    stage (checked by ``check_settings``; ``redo`` says how to redo it on purpose). The
+    summary holds the epochs run, per-epoch wall times and the final logs. If the
+    stage's final model exists already for as many epochs, ``export`` gets its weights
+    and no training happens. Under a several-host strategy (the one ``model`` was built
+    under) every host trains and the chief alone writes into ``workdir`` (the module's
+    docstring).
     """
     paths = stage_paths(workdir, stage)
     export = model if export is None else export
     chief = distribute.is_chief(model.distribute_strategy)
     if settings is not None:
-        check_settings(workdir, stage, settings, epochs, write=chief)
+        check_settings(workdir, stage, settings, epochs, write=chief, redo=redo)
     if os.path.exists(paths["model"]) and os.path.exists(paths["summary"]):
         summary = io_utils.read_json(paths["summary"])
         if summary["epochs"] >= epochs or not os.path.isdir(paths["backup"]):
