@@ -27,11 +27,15 @@ def test_kd_loss_matches_hand_computation():
         -np.log(_softmax(s[:1])[0, 0]), rel=1e-4)
 
 
+def _blob_dataset(train, test):
+    """A ``data.Dataset`` of ``blob_images``: ``train`` training and ``test`` test images."""
+    (x, y), (xt, yt) = blob_images(train, seed=1), blob_images(test, seed=2)
+    return data_lib.Dataset(x, y, xt, yt, 10, tuple("0123456789"), "blobs")
+
+
 def test_teacher_trained_few_steps_beats_chance(tmp_path):
     keras.utils.set_random_seed(0)
-    x, y = blob_images(1200, seed=1)
-    xt, yt = blob_images(300, seed=2)
-    ds = data_lib.Dataset(x, y, xt, yt, 10, tuple("0123456789"), "blobs")
+    ds = _blob_dataset(1200, 300)
     model = models.lenet5()
     result = distill.train_classifier(model, ds, workdir=str(tmp_path), stage="teacher",
                                       epochs=2, lr=3e-3, batch_size=64, verbose=0)
@@ -137,9 +141,7 @@ def test_history_keeps_test_accuracy_logged_every_few_epochs(tmp_path):
 
 def test_teacher_trains_with_flip_crop_and_rejects_unknown_augmentation(tmp_path):
     keras.utils.set_random_seed(0)
-    x, y = blob_images(600, seed=1)
-    xt, yt = blob_images(200, seed=2)
-    ds = data_lib.Dataset(x, y, xt, yt, 10, tuple("0123456789"), "blobs")
+    ds = _blob_dataset(600, 200)
     result = distill.train_classifier(models.lenet5(), ds, workdir=str(tmp_path / "a"),
                                       stage="teacher", epochs=2, lr=3e-3, batch_size=64,
                                       verbose=0, augment="flip_crop")
@@ -151,9 +153,7 @@ def test_teacher_trains_with_flip_crop_and_rejects_unknown_augmentation(tmp_path
 
 def test_lr_drops_follow_the_epoch_also_across_a_resume(tmp_path):
     keras.utils.set_random_seed(0)
-    x, y = blob_images(256, seed=1)
-    xt, yt = blob_images(64, seed=2)
-    ds = data_lib.Dataset(x, y, xt, yt, 10, tuple("0123456789"), "blobs")
+    ds = _blob_dataset(256, 64)
     model = models.lenet5_half()
     args = dict(workdir=str(tmp_path), stage="teacher", lr=1e-2, batch_size=64, verbose=0,
                 eval_every=0)
@@ -168,9 +168,7 @@ def test_lr_drops_follow_the_epoch_also_across_a_resume(tmp_path):
 
 
 def test_a_resumed_classifier_run_is_bit_identical_and_other_settings_are_refused(tmp_path):
-    x, y = blob_images(200, seed=1)
-    xt, yt = blob_images(50, seed=2)
-    ds = data_lib.Dataset(x, y, xt, yt, 10, tuple("0123456789"), "blobs")
+    ds = _blob_dataset(200, 50)
     args = dict(stage="teacher", lr=3e-3, batch_size=64, verbose=0, eval_every=0,
                 augment="flip_crop", lr_drops=[2], seed=5)
 
