@@ -140,6 +140,8 @@ def _teachers(values):
 
 flags.register_validator("teacher", _teachers, "--teacher must be DATASET=PATH with an "
                          "existing file, once per data set")
+
+
 def _prior_impressions(values):
     pairs = [v.split("=", 1) for v in values]
     return all(len(p) == 2 and p[0] in reproduce.DATASETS and p[1].isdigit()

@@ -49,8 +49,9 @@ flags.register_validator("teacher_epochs", lambda v: v is None or v > 0,
 flags.register_validator("teacher_lr", lambda v: v > 0, "--teacher_lr must be > 0")
 flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 0")
 flags.register_validator("weight_decay", lambda v: v >= 0, "--weight_decay must be >= 0")
-flags.register_validator("teacher_lr_drops", lambda v: all(e.isdigit() for e in v),
-                         "--teacher_lr_drops must be epoch numbers")
+flags.register_validator("teacher_lr_drops",
+                         lambda v: all(e.isdigit() and int(e) > 0 for e in v),
+                         "--teacher_lr_drops must be epoch numbers > 0")
 flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
 
 

@@ -44,6 +44,7 @@ REDO_IN_NEW_WORKDIR = "an empty --workdir (or after deleting {workdir})"
 
 
 def check_augment(augment):
+    """A ValueError unless ``augment`` is one this module trains with."""
     if augment not in (None, "flip_crop"):
         raise ValueError(f"augment must be None or 'flip_crop', got {augment!r}")
 
