@@ -239,6 +239,12 @@ def write_config(workdir):
     return config
 
 
+def valid_lr_drops(values):
+    """Whether a --*_lr_drops list is distinct epoch numbers > 0 (a flag validator)."""
+    return all(v.isdigit() and int(v) > 0 for v in values) and len(set(map(int, values))) \
+        == len(values)
+
+
 def write_results(workdir, results):
     import tensorflow as tf
     import keras

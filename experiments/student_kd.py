@@ -69,9 +69,8 @@ flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 
 flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
 flags.register_validator("weight_decay", lambda v: v >= 0 and math.isfinite(v),
                          "--weight_decay must be >= 0 and finite")
-flags.register_validator("student_lr_drops",
-                         lambda v: all(e.isdigit() and int(e) > 0 for e in v),
-                         "--student_lr_drops must be epoch numbers > 0")
+flags.register_validator("student_lr_drops", common.valid_lr_drops,
+                         "--student_lr_drops must be distinct epoch numbers > 0")
 flags.register_validator("teacher", lambda v: v is None or os.path.isfile(v),
                          "--teacher must name an existing .keras file")
 

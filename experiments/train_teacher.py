@@ -49,9 +49,8 @@ flags.register_validator("teacher_epochs", lambda v: v is None or v > 0,
 flags.register_validator("teacher_lr", lambda v: v > 0, "--teacher_lr must be > 0")
 flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 0")
 flags.register_validator("weight_decay", lambda v: v >= 0, "--weight_decay must be >= 0")
-flags.register_validator("teacher_lr_drops",
-                         lambda v: all(e.isdigit() and int(e) > 0 for e in v),
-                         "--teacher_lr_drops must be epoch numbers > 0")
+flags.register_validator("teacher_lr_drops", common.valid_lr_drops,
+                         "--teacher_lr_drops must be distinct epoch numbers > 0")
 flags.register_validator("eval_every", lambda v: v >= 0, "--eval_every must be >= 0")
 
 
@@ -62,6 +61,7 @@ def main(argv):
     from zskd_tf import seeding
 
     setup = paper.SETUPS[FLAGS.dataset]
+    lr_drops = distill.checked_lr_drops(FLAGS.teacher_lr_drops)
     model_name = FLAGS.model or setup.teacher
     epochs = FLAGS.teacher_epochs or setup.teacher_epochs
     common.write_config(FLAGS.workdir)
@@ -77,8 +77,8 @@ def main(argv):
             lr=FLAGS.teacher_lr, batch_size=FLAGS.batch_size, seed=seed,
             eval_every=FLAGS.eval_every, verbose=2,
             augment=None if FLAGS.teacher_augment == "none" else FLAGS.teacher_augment,
-            lr_drops=[int(e) for e in FLAGS.teacher_lr_drops],
-            settings={"model": model_name, "weight_decay": FLAGS.weight_decay})
+            lr_drops=lr_drops, settings={"dataset": FLAGS.dataset, "model": model_name,
+                                         "weight_decay": FLAGS.weight_decay})
     if FLAGS.export:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.export)), exist_ok=True)
         shutil.copyfile(os.path.join(FLAGS.workdir, f"{model_name}.keras"), FLAGS.export)
@@ -86,7 +86,7 @@ def main(argv):
     common.write_results(FLAGS.workdir, {
         "dataset": FLAGS.dataset, "model": model_name, "parameters": model.count_params(),
         "epochs": epochs, "weight_decay": FLAGS.weight_decay, "augment": FLAGS.teacher_augment,
-        "lr_drops": [int(e) for e in FLAGS.teacher_lr_drops],
+        "lr_drops": lr_drops,
         "paper_epochs": setup.teacher_epochs,
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][key], **result})
     logging.info("final-epoch test accuracy %.2f%% (paper %.2f%%)", result[records.TEST_ACCURACY],

@@ -95,9 +95,12 @@ def _models(dataset, data, teacher_path, student_precision):
                      FLAGS.teacher_epochs)
         seeding.seed_stage(FLAGS.seed, records.TEACHER)
         teacher = models.get(setup.teacher, input_shape=data.image_shape)
-        distill.train_classifier(teacher, data, workdir=workdir, stage=records.TEACHER,
-                                 epochs=FLAGS.teacher_epochs, lr=setup.teacher_lr,
-                                 seed=seeding.derive(FLAGS.seed, "teacher-data"), verbose=2)
+        with common.one_line_errors():
+            distill.train_classifier(
+                teacher, data, workdir=workdir, stage=records.TEACHER,
+                epochs=FLAGS.teacher_epochs, lr=setup.teacher_lr,
+                seed=seeding.derive(FLAGS.seed, "teacher-data"), verbose=2,
+                redo="an empty --workdir (all its stages are redone)")
         teacher_source = "trained in workdir"
     seeding.seed_stage(FLAGS.seed, "student-init")
     student = models.get(setup.student, input_shape=data.image_shape,

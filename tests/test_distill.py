@@ -167,14 +167,23 @@ def test_lr_drops_follow_the_epoch_also_across_a_resume(tmp_path):
         distill.train_classifier(model, ds, epochs=4, lr_drops=[0], **args)
 
 
-def test_a_resumed_classifier_run_is_bit_identical_and_other_settings_are_refused(tmp_path):
+def _dropout_net():
+    """A small classifier with Dropout: its masks are a random stream of their own."""
+    return keras.Sequential([
+        keras.Input((32, 32, 1)), keras.layers.Conv2D(4, 5, strides=2, activation="relu"),
+        keras.layers.Flatten(), keras.layers.Dropout(0.5), keras.layers.Dense(10)])
+
+
+@pytest.mark.parametrize("build", [models.lenet5_half, _dropout_net])
+def test_a_resumed_classifier_run_is_bit_identical_and_other_settings_are_refused(
+        tmp_path, build):
     ds = _blob_dataset(200, 50)
     args = dict(stage="teacher", lr=3e-3, batch_size=64, verbose=0, eval_every=0,
                 augment="flip_crop", lr_drops=[2], seed=5)
 
     def model():
         keras.utils.set_random_seed(0)
-        return models.lenet5_half()
+        return build()
 
     whole = model()
     distill.train_classifier(whole, ds, workdir=str(tmp_path / "a"), epochs=3, **args)

@@ -460,8 +460,11 @@ def test_real_data_time_estimates_use_every_data_set_that_costs_the_same(tmp_pat
     kd = committed.student_kd("fashion_mnist", 0, "t.keras", epochs=100, num_samples=6000)
     seconds, basis = committed.estimate(kd, found)
     assert seconds == pytest.approx(120.0) and "Student-KD records" in basis
-    # CIFAR-10 costs otherwise: the MNIST records say nothing of it
-    assert committed.estimate(committed.train_teacher("cifar10", 0, "alexnet"), found)[0] is None
+    # CIFAR-10 costs otherwise: its own records only, never the MNIST ones
+    assert committed.estimate(committed.train_teacher("cifar10", 0, "alexnet_half", 10),
+                              found) == (990.0, "99.0 s/epoch (alexnet_half records)")
+    assert committed.estimate(committed.train_teacher("cifar10", 0, "lenet5_half"),
+                              found)[0] is None
 
 
 def test_table_7_at_another_size_compares_both_priors_there_and_says_so(tmp_path):

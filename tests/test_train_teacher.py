@@ -58,6 +58,10 @@ def test_binary_trains_evaluates_and_exports(tmp_path):
     assert config["flags"]["epochs"] == 2 and config["flags"]["model"] == "lenet5_half"
     assert config["flags"]["teacher_epochs"] == 2 and config["flags"]["teacher_lr"] == 0.003
     assert "logtostderr" not in config["flags"]  # absl's own flags are left out
+    proc = _run("--dataset=mnist", "--model=lenet5_half", f"--workdir={workdir}",
+                f"--data_dir={tmp_path}", "--teacher_epochs=3", "--batch_size=64",
+                "--teacher_lr=0.003", "--teacher_lr_drops=1", "--weight_decay=1e-3")
+    assert proc.returncode != 0 and "weight_decay differ" in proc.stderr.splitlines()[-1]
 
 
 def test_binary_validates_flags(tmp_path):
@@ -67,8 +71,9 @@ def test_binary_validates_flags(tmp_path):
     assert proc.returncode != 0 and "--teacher_epochs must be > 0" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--teacher_augment=mixup")
     assert proc.returncode != 0 and "--teacher_augment" in proc.stderr
-    proc = _run(f"--workdir={tmp_path / 'w'}", "--teacher_lr_drops=0")
-    assert proc.returncode != 0 and "--teacher_lr_drops" in proc.stderr
+    for drops in ("0", "60,60", "60,x"):
+        proc = _run(f"--workdir={tmp_path / 'w'}", f"--teacher_lr_drops={drops}")
+        assert proc.returncode != 0 and "--teacher_lr_drops" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--weight_decay=-1")
     assert proc.returncode != 0 and "--weight_decay" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--dataset=imagenet")

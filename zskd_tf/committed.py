@@ -99,7 +99,7 @@ def _epochs_list(value):
     """Recorded learning-rate drops as [int]: a list, a command line's "60,80", or None."""
     if isinstance(value, str):
         value = value.split(",") if value else []
-    return [int(e) for e in value or []]
+    return sorted(int(e) for e in value or [])
 
 
 def _train_teacher_values(dataset, model=None, epochs=None, lr=None, batch_size=None,
@@ -622,7 +622,7 @@ def estimate(settings, committed):
     images = v.get("num_samples") or paper.SETUPS[dataset].train_size
     if settings.kind == "student_kd":
         per_image = _median([
-            c.record.get("mean_epoch_seconds", 0) / c.record["train_images"]
+            (c.record.get("mean_epoch_seconds") or 0) / c.record["train_images"]
             for c in committed if c.settings.kind == "student_kd"
             and _costs_like(c.settings.values["dataset"], dataset)
             and c.record.get("train_images")])

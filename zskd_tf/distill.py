@@ -69,10 +69,11 @@ def real_data_batches(x, y, *, batch_size, seed, augment=None):
 
 
 def checked_lr_drops(lr_drops):
-    """``lr_drops`` as sorted ints; a ValueError unless each is an epoch after the first."""
+    """``lr_drops`` as sorted ints; a ValueError unless each is a distinct epoch after the
+    first."""
     drops = sorted(int(e) for e in lr_drops)
-    if any(e <= 0 for e in drops):
-        raise ValueError(f"lr_drops must be epochs after the first (> 0), got {drops}")
+    if any(e <= 0 for e in drops) or len(set(drops)) < len(drops):
+        raise ValueError(f"lr_drops must be distinct epochs after the first (> 0), got {drops}")
     return drops
 
 
@@ -82,7 +83,8 @@ def lr_schedule(lr, lr_drops):
 
 
 def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=512, seed=0,
-                     eval_every=1, verbose="auto", augment=None, lr_drops=(), settings=None):
+                     eval_every=1, verbose="auto", augment=None, lr_drops=(), settings=None,
+                     redo=None):
     """Teacher-CE / Student-CE: Adam on the real training set with cross-entropy.
 
     The test set is evaluated every ``eval_every`` epochs for the logs only (Keras names
@@ -93,7 +95,8 @@ def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=5
     it was before; empty keeps it constant (the paper). The epoch logs record it.
     A resumed run gets an uninterrupted one's batches (``real_data_batches``); a rerun
     with other settings (these, and ``settings``, e.g. the model's weight decay) stops
-    with ``training.StageMismatch``.
+    with ``training.StageMismatch``, whose message says to redo it ``redo`` (default
+    ``REDO_IN_NEW_WORKDIR``).
     """
     lr_drops = checked_lr_drops(lr_drops)
     train, steps = real_data_batches(dataset.x_train, dataset.y_train,
@@ -106,7 +109,7 @@ def train_classifier(model, dataset, *, workdir, stage, epochs, lr, batch_size=5
                            validation_data=test if eval_every else None,
                            validation_freq=max(1, eval_every), steps_per_epoch=steps,
                            verbose=verbose, monitors=lr_schedule(lr, lr_drops),
-                           settings=recorded, redo=REDO_IN_NEW_WORKDIR)
+                           settings=recorded, redo=redo or REDO_IN_NEW_WORKDIR)
     result = evaluate(model, dataset.x_test, dataset.y_test)
     result[records.SELECTED_ON_TEST] = \
         training.max_monitored_accuracy(workdir, stage)

@@ -41,6 +41,23 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
+class EpochSeeds(keras.callbacks.Callback):
+    """Restarts every random stream of the model's layers (Keras ``SeedGenerator``s, e.g.
+    Dropout's masks) at the start of each epoch from its seed and the epoch number alone.
+
+    ``BackupAndRestore`` saves no generator state, so without this a resumed run would
+    draw epoch 0's masks again; with it, a resumed run draws what an uninterrupted one
+    would. Each epoch's stream has room for ``STRIDE`` draws before it meets the next."""
+    STRIDE = 2 ** 20
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for layer in self.model._flatten_layers(include_self=True, recursive=True):
+            for generator in getattr(layer, "_seed_generators", ()):
+                seed = generator.state.numpy()[0]
+                generator.state.assign(np.array([seed, epoch * self.STRIDE],
+                                                generator.state.dtype))
+
+
 class StepDecay(keras.callbacks.Callback):
     """Sets the learning rate to ``lr * 0.1 ** (drops before or at this epoch)`` at the
     start of every epoch, from the epoch index alone, so a resumed run gets the rate an
@@ -58,8 +75,9 @@ class StepDecay(keras.callbacks.Callback):
         self.model.optimizer.learning_rate.assign(self.rate(epoch))
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = self.rate(epoch)
+        if logs is not None:  # the optimiser's own rate, not what it was told
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
 
 
 class StageMismatch(ValueError):
@@ -240,6 +258,7 @@ def fit(model, train_data, *, epochs, workdir, stage, validation_data=None,
         # The CSV row is written before the checkpoint: a kill between them redoes an epoch
         # whose row is then replaced, never one whose row is missing.
         callbacks = [
+            EpochSeeds(),
             EpochTimer(),
             *monitors,
             StopOnNonFinite(stage),
