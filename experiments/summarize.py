@@ -480,6 +480,9 @@ def _summary_rows(kind, number, doc):
                      + "".join(f"; headline {_ours(c)}" for c in headline),
                      " / ".join(_signed(c["difference"]) for c in headline) or "-",
                      _status(cells, doc)])
+    built = {c["dataset"] for c in doc["cells"]}
+    rows += [[label, _NAMES[d], compared, given, "-", "-", "not run yet"]
+             for d in _datasets(kind, number) if d not in built]
     return rows
 
 

@@ -274,3 +274,19 @@ def test_reader_page_embeds_a_figure_and_counts_parameters(tmp_path):
             "/ 418,890 | +12,090 (+0.7%) / -304,110 (-42.1%) | built (no runs); 1 of 1 layer "
             "shapes match |") in page
     assert "| AlexNet-Half | 723,000 | 418,890 | -304,110 (-42.1%) | NO (-42.1%) |" in page
+
+
+def test_reader_page_lists_a_sweep_figures_data_sets_not_run_yet(tmp_path):
+    from experiments import summarize
+    (tmp_path / "paper").mkdir()
+    cell = {**_paper_cell("mnist", "", 0.0, [90.0]), "paper": None, "difference": None,
+            "series": "Data Impressions",
+            "size": 6000, "percent": 10.0}
+    doc = {"kind": "figure", "number": 2, "preset": "reproduce", "seeds": [0],
+           "datasets": ["mnist"], "png": "figure_2.png", "cells": [cell],
+           "budget": {"name": "full", "description": "full budget (the preset's settings)"}}
+    (tmp_path / "paper" / "figure_2.json").write_text(json.dumps(doc))
+    summary = summarize.reader_page(str(tmp_path)).split("\n## ")[0]
+    rows = [line for line in summary.splitlines() if line.startswith("| Figure 2 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["MNIST", "Fashion-MNIST", "CIFAR-10"]
+    assert "1 of 1 points" in rows[0] and rows[1].endswith("| - | - | not run yet |")
