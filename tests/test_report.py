@@ -279,7 +279,7 @@ def test_reader_page_embeds_a_figure_and_counts_parameters(tmp_path):
 def test_reader_page_lists_a_sweep_figures_data_sets_not_run_yet(tmp_path):
     from experiments import summarize
     (tmp_path / "paper").mkdir()
-    cell = {**_paper_cell("mnist", "", 0.0, [90.0]), "paper": None, "difference": None,
+    cell = {**_paper_cell("mnist", "", 0.0, [90.0, 91.0]), "paper": None, "difference": None,
             "series": "Data Impressions",
             "size": 6000, "percent": 10.0}
     doc = {"kind": "figure", "number": 2, "preset": "reproduce", "seeds": [0],

@@ -49,6 +49,8 @@ def test_student_kd_recipe_flags_train_record_and_guard_the_stage(tmp_path, tiny
     proc = run_module("experiments.student_kd", f"--workdir={workdir}", *data_and_teacher,
                       "--student_epochs=3", "--student_lr=0.01", *recipe[1:])
     assert proc.returncode != 0 and "augment" in proc.stderr
-    for bad in ("--student_augment=mixup", "--weight_decay=-1", "--student_lr_drops=0"):
-        assert_rejected_before_any_work("experiments.student_kd", tmp_path / bad[2:8],
-                                        [*data_and_teacher, bad], bad.split("=")[0])
+    assert_rejected_before_any_work("experiments.student_kd", tmp_path / "bad",
+                                    [*data_and_teacher, "--student_lr_drops=0"],
+                                    "--student_lr_drops")
+    assert common.valid_lr_drops(["60", "80"]) and common.valid_lr_drops([])
+    assert not any(common.valid_lr_drops(v) for v in (["0"], ["60", "60"], ["60", "x"]))

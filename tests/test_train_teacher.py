@@ -71,9 +71,8 @@ def test_binary_validates_flags(tmp_path):
     assert proc.returncode != 0 and "--teacher_epochs must be > 0" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--teacher_augment=mixup")
     assert proc.returncode != 0 and "--teacher_augment" in proc.stderr
-    for drops in ("0", "60,60", "60,x"):
-        proc = _run(f"--workdir={tmp_path / 'w'}", f"--teacher_lr_drops={drops}")
-        assert proc.returncode != 0 and "--teacher_lr_drops" in proc.stderr
+    proc = _run(f"--workdir={tmp_path / 'w'}", "--teacher_lr_drops=60,60")
+    assert proc.returncode != 0 and "--teacher_lr_drops" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--weight_decay=-1")
     assert proc.returncode != 0 and "--weight_decay" in proc.stderr
     proc = _run(f"--workdir={tmp_path / 'w'}", "--dataset=imagenet")
