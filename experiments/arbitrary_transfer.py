@@ -98,7 +98,7 @@ def main(argv):
                                test=(data.x_test, data.y_test), restart_from=FLAGS.restart_from)
     summary = {"dataset": FLAGS.dataset, "transfer": FLAGS.transfer,
                "balance": FLAGS.balance, **records.summary(result, teacher_path)}
-    common.write_results(workdir, summary)
+    common.write_results(workdir, summary, data)
     logging.info("student test accuracy %.2f%% (teacher %.2f%%)",
                  summary[records.TEST_ACCURACY][records.STUDENT],
                  summary[records.TEST_ACCURACY][records.TEACHER])

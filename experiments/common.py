@@ -245,10 +245,14 @@ def valid_lr_drops(values):
         == len(values)
 
 
-def write_results(workdir, results):
+def write_results(workdir, results, data=None):
+    """Writes WORKDIR/results.json: the command, ``results``, the provenance of ``data``
+    (the loaded ``data.Dataset``; ``data.provenance``), versions and machine."""
     import tensorflow as tf
     import keras
+    from zskd_tf import data as data_lib
     results = {"command": command_line(), **results,
+               **({"data": data_lib.provenance(data)} if data is not None else {}),
                "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                             "python": platform.python_version()},
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}

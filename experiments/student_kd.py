@@ -151,7 +151,7 @@ def main(argv):
         "train_images": len(x_train),
         "train_class_counts": np.bincount(y_train, minlength=data.num_classes).tolist(),
         "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][records.STUDENT_KD],
-        **result, **summary})
+        **result, **summary}, data)
     logging.info("Student-KD final-epoch test accuracy %.2f%% (paper %.2f%%)",
                  result[records.TEST_ACCURACY],
                  paper.REPORTED[FLAGS.dataset][records.STUDENT_KD])

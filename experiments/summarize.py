@@ -332,10 +332,18 @@ def _ours(c, seeds=True):
         return c.get("status", "-")
     if not ours["n"]:
         return "missing"
+    parts = []
     if ours["n"] == 1:
-        seed = ours["values"][0]["seed"]
-        return f"{ours['mean']:.2f}" + ("" if seed is None or not seeds else f" (seed {seed})")
-    return f"{ours['mean']:.2f} ± {ours['sd']:.2f}" + (f" ({ours['n']} seeds)" if seeds else "")
+        text, seed = f"{ours['mean']:.2f}", ours["values"][0]["seed"]
+        if seed is not None and seeds:
+            parts.append(f"seed {seed}")
+    else:
+        text = f"{ours['mean']:.2f} ± {ours['sd']:.2f}"
+        if seeds:
+            parts.append(f"{ours['n']} seeds")
+    if c.get("data_note"):  # e.g. JPEG CIFAR-10, beside every number measured on it
+        parts.append(c["data_note"])
+    return text + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _ours_pair(cells):

@@ -88,7 +88,7 @@ def main(argv):
         "epochs": epochs, "weight_decay": FLAGS.weight_decay, "augment": FLAGS.teacher_augment,
         "lr_drops": lr_drops,
         "paper_epochs": setup.teacher_epochs,
-        "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][key], **result})
+        "paper_test_accuracy": paper.REPORTED[FLAGS.dataset][key], **result}, dataset)
     logging.info("final-epoch test accuracy %.2f%% (paper %.2f%%)", result[records.TEST_ACCURACY],
                  paper.REPORTED[FLAGS.dataset][key])
 

@@ -123,7 +123,7 @@ def _report(teacher_source, result, strategy, config, differences):
         "strategy": {"name": FLAGS.strategy, "replicas": strategy.num_replicas_in_sync},
         **records.summary(result, teacher_source, records.ZSKD_ROWS),
     }
-    common.write_results(FLAGS.workdir, summary)
+    common.write_results(FLAGS.workdir, summary, data)
     acc = summary[records.TEST_ACCURACY]
     logging.info("ZSKD test accuracy %s (paper %s); augmented %s (paper %s)",
                  *(_percent(v) for v in (acc[records.ZSKD], paper_zskd,

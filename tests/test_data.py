@@ -319,3 +319,15 @@ def test_epoch_batches_are_keyed_by_epoch_so_a_resume_continues_the_stream():
         np.testing.assert_array_equal(got[0][:, 0], 2 * got[1])  # pairs stay aligned
     other = _epoch(data.epoch_batches(x, y, 10, seed=8).take(steps))
     assert not np.array_equal(np.concatenate([b[1] for b in other]), epochs[0])
+
+
+def test_a_known_copy_of_a_test_set_is_named_in_the_provenance(tmp_path, monkeypatch):
+    _write_mnist(tmp_path)
+    ds = data.load("mnist", data_dir=tmp_path)
+    assert len(ds.test_sha256) == 64
+    assert data.provenance(ds) == {"name": "mnist", "test_sha256": ds.test_sha256,
+                                   "note": None, "about": None}
+    monkeypatch.setitem(data.KNOWN_COPIES, ds.test_sha256, ("lossy MNIST", "a rebuilt copy"))
+    assert data.provenance(ds)["note"] == "lossy MNIST"
+    # the shipped JPEG CIFAR-10 copy is known (its hash, computed from shared/datasets)
+    assert [note for note, _ in data.KNOWN_COPIES.values()].count("JPEG CIFAR-10") == 1

@@ -481,3 +481,17 @@ def test_table_7_at_another_size_compares_both_priors_there_and_says_so(tmp_path
     assert "the paper's number is at 40,000 impressions" in sources["cifar10", "uniform prior"]
     assert "--num_impressions=10000 --noaugment" in sources["cifar10", "class similarity prior"]
     assert "paper's number is at" not in sources["mnist", "uniform prior"]
+
+
+def test_a_note_on_the_runs_data_stands_beside_the_number(tmp_path):
+    from experiments import summarize
+    setup = _setup(tmp_path, seeds=(0,))
+    run = reproduce.student_ce_run(setup, "cifar10", 0)
+    io_utils.write_json(f"{run.workdir}/results.json", {
+        "command": run.command, "test_accuracy": 80.5,
+        "data": {"name": "cifar10", "test_sha256": "x", "note": "JPEG CIFAR-10"}})
+    c = reproduce.cell(setup, 80.04, "Table 3", [run], reproduce._test_accuracy,
+                       dataset="cifar10", row="Student-CE")
+    assert c["data_note"] == "JPEG CIFAR-10"
+    assert reproduce.ours_text(c) == "80.50 (seed 0); JPEG CIFAR-10"
+    assert summarize._ours(c) == "80.50 (seed 0, JPEG CIFAR-10)"

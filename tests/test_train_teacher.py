@@ -49,6 +49,7 @@ def test_binary_trains_evaluates_and_exports(tmp_path):
     assert results["command"].startswith("python -m experiments.train_teacher")
     assert results["epochs"] == 2 and results["model"] == "lenet5_half"
     assert results["weight_decay"] == 1e-4 and results["lr_drops"] == [1]
+    assert results["data"]["name"] == "mnist" and len(results["data"]["test_sha256"]) == 64
     history = (workdir / "lenet5_half_history.csv").read_text().splitlines()
     rates = [float(r) for r in _column(history, "learning_rate")]
     assert rates == pytest.approx([0.003, 0.0003])

@@ -8,6 +8,7 @@ corrupt or inconsistent raises ``DataError`` naming the file, never a silent fal
 """
 import dataclasses
 import gzip
+import hashlib
 import math
 import os
 import pickle
@@ -55,6 +56,15 @@ _IDX_IMAGES, _IDX_LABELS = 2051, 2049  # IDX magic numbers: ubyte, 3-d / 1-d
 _CHUNK = 10000  # images converted to float per step
 
 
+# Copies of a test set known by the SHA-256 of their raw uint8 test images (as read, in
+# their order): (the note that goes beside any number measured on them, what it means).
+KNOWN_COPIES = {
+    "574f8d46d0dc02cbd5d9f393f84d9478dc1e25d19cc42735f5f9bd0bb5f7c64b": (
+        "JPEG CIFAR-10", "CIFAR-10 rebuilt from a JPEG copy (quality about 75; "
+                         "shared/datasets), not the original release"),
+}
+
+
 class DataError(RuntimeError):
     """A data set is missing, unreadable, corrupt or inconsistent."""
 
@@ -69,6 +79,7 @@ class Dataset:
     num_classes: int
     class_names: tuple
     name: str
+    test_sha256: str = None  # of the raw uint8 test images as read (``provenance``)
 
     @property
     def image_shape(self):
@@ -95,7 +106,17 @@ def load(name, data_dir=None):
         train, test, class_names = _READERS[key](root)
     return Dataset(x_train=_to_float(train[0]), y_train=train[1],
                    x_test=_to_float(test[0]), y_test=test[1],
-                   num_classes=len(class_names), class_names=tuple(class_names), name=key)
+                   num_classes=len(class_names), class_names=tuple(class_names), name=key,
+                   test_sha256=hashlib.sha256(np.ascontiguousarray(test[0])).hexdigest())
+
+
+def provenance(dataset):
+    """What a run's record says of its data: the test images' SHA-256 and, for a copy in
+    ``KNOWN_COPIES``, the note that goes beside every number measured on it and what it
+    means (None for others)."""
+    note, about = KNOWN_COPIES.get(dataset.test_sha256, (None, None))
+    return {"name": dataset.name, "test_sha256": dataset.test_sha256, "note": note,
+            "about": about}
 
 
 def make_dataset(x, y=None, batch_size=512, shuffle=False, seed=None,

@@ -503,6 +503,7 @@ def cell(setup, paper_value, paper_source, runs, read=None, values=None, source=
     runs' commands. ``where``: the cell's position (data set, row, column, size...)."""
     values = _values(runs, read) if values is None else values
     numbers = [v["value"] for v in values]
+    notes = sorted({note for run in runs if (note := data_note(run.results()))})
     mean = statistics.mean(numbers) if numbers else None
     status = ("missing" if not numbers else
               "complete" if len(numbers) >= len(runs) else "partial")
@@ -512,8 +513,13 @@ def cell(setup, paper_value, paper_source, runs, read=None, values=None, source=
                  "n": len(numbers), "values": values, "selection": records.SELECTION},
         "difference": None if mean is None or paper_value is None else mean - paper_value,
         "status": status, "source": source, "budget": setup.budget.name,
-        "runs": [run.record() for run in runs],
+        "data_note": "; ".join(notes) or None, "runs": [run.record() for run in runs],
     }
+
+
+def data_note(results):
+    """The note a run's results.json gives for its data (``data.provenance``), or None."""
+    return ((results or {}).get("data") or {}).get("note")
 
 
 def cited_cell(setup, row, value, dataset):
@@ -542,6 +548,7 @@ def teacher_cell(setup, dataset, zskd_runs):
             f"{r.get('weight_decay') or 0:g}), not retrained"), **where)
         c["runs"] = [{"run": "committed record", "status": "finished",
                       "record": os.path.relpath(record, REPO), "command": r["command"]}]
+        c["data_note"] = data_note(r)
         return c
     finished = [run for run in zskd_runs if run.status() in FINISHED][:1]
     values = [{"seed": None, "value": run.results()[records.TEACHER][records.TEST_ACCURACY]}
@@ -568,6 +575,8 @@ def ours_text(c):
                and r.get("seed") is not None]
     if missing:
         text += f"; missing seed {', '.join(map(str, missing))}"
+    if c.get("data_note"):
+        text += f"; {c['data_note']}"
     return text
 
 
