@@ -73,7 +73,7 @@ def main(dataset):
         result = zskd.run(teacher, student, workdir, config, test=(data.x_test, data.y_test),
                           strategy=strategy, restart_from=FLAGS.restart_from)
     if chief:
-        _report(teacher_source, result, strategy, config, differences)
+        _report(teacher_source, result, strategy, config, differences, data)
 
 
 def _models(dataset, data, teacher_path, student_precision):
@@ -108,7 +108,7 @@ def _models(dataset, data, teacher_path, student_precision):
     return teacher, teacher_source, student
 
 
-def _report(teacher_source, result, strategy, config, differences):
+def _report(teacher_source, result, strategy, config, differences, data):
     dataset = config.dataset
     reported = paper.REPORTED[dataset]
     paper_zskd, paper_aug = paper.reported_zskd(dataset, config.num_impressions,
