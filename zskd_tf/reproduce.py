@@ -486,11 +486,11 @@ def _zskd_augmented(results):
     return results[records.TEST_ACCURACY].get(records.ZSKD_AUGMENTED)
 
 
-def _values(runs, read):
-    """[{"seed", "value"}] of the finished ``runs`` (``read`` takes a results.json)."""
+def _values(runs, loaded, read):
+    """[{"seed", "value"}] of the finished ``runs``, whose results.json are ``loaded``
+    (``read`` takes one)."""
     out = []
-    for run in runs:
-        results = run.results()
+    for run, results in zip(runs, loaded):
         value = None if results is None else read(results)
         if value is not None:
             out.append({"seed": run.seed, "value": value})
@@ -501,9 +501,10 @@ def cell(setup, paper_value, paper_source, runs, read=None, values=None, source=
     """One cell: the paper's number, ours over the finished ``runs`` (mean, sample sd,
     every seed's value; or the given ``values``), the difference, the budget and the
     runs' commands. ``where``: the cell's position (data set, row, column, size...)."""
-    values = _values(runs, read) if values is None else values
+    loaded = [run.results() for run in runs]
+    values = _values(runs, loaded, read) if values is None else values
     numbers = [v["value"] for v in values]
-    notes = sorted({note for run in runs if (note := data_note(run.results()))})
+    notes = sorted({note for results in loaded if (note := data_note(results))})
     mean = statistics.mean(numbers) if numbers else None
     status = ("missing" if not numbers else
               "complete" if len(numbers) >= len(runs) else "partial")
